@@ -1,7 +1,7 @@
 // BlockDevice: asynchronous byte-addressed block I/O, the one interface below the SCSI layer.
 //
-// Backends (file, device, iscsi) implement it; so does a pool volume (extents over backends, through
-// the router) and so will a peer path. The SCSI layer and the FUSE export only ever see a
+// Backends (file, device, iscsi) implement it; so does a pool volume (extents over backends,
+// through the router) and so will a peer path. The SCSI layer and the FUSE export only ever see a
 // BlockDevice. Requests are caller-owned and reusable: nothing here allocates per I/O.
 //
 //   IoRequest req;
@@ -40,8 +40,8 @@ class IoRequest {
   std::span<uint8_t> read_buffer;         // kRead: length is read_buffer.size().
   std::span<const uint8_t> write_buffer;  // kWrite: length is write_buffer.size().
   IoCompletion* completion = nullptr;
-  void* user = nullptr;                   // Free for the submitter.
-  int result = 0;                         // 0 on success, -errno on failure.
+  void* user = nullptr;  // Free for the submitter.
+  int result = 0;        // 0 on success, -errno on failure.
 
   uint64_t ByteLength() const {
     switch (op) {

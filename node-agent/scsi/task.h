@@ -5,8 +5,8 @@
 // status, sense and Data-In, then calls task->completion->TaskDone(task) exactly once, on any
 // thread. The transport owns the Task and its buffers and keeps them alive until TaskDone.
 //
-// Nothing in this header allocates: a transport can keep a pool of Tasks and reuse them, so the data
-// path does not touch the heap per I/O in steady state (DESIGN.md §4).
+// Nothing in this header allocates: a transport can keep a pool of Tasks and reuse them, so the
+// data path does not touch the heap per I/O in steady state (DESIGN.md §4).
 #pragma once
 
 #include <array>
@@ -49,7 +49,13 @@ enum class SenseKey : uint8_t {
 enum class DataDirection : uint8_t { kNone, kRead, kWrite, kBidirectional };
 
 // SAM task attributes (iSCSI ATTR field values).
-enum class TaskAttribute : uint8_t { kUntagged = 0, kSimple = 1, kOrdered = 2, kHeadOfQueue = 3, kAca = 4 };
+enum class TaskAttribute : uint8_t {
+  kUntagged = 0,
+  kSimple = 1,
+  kOrdered = 2,
+  kHeadOfQueue = 3,
+  kAca = 4
+};
 
 // The I_T nexus a command arrived on. For iSCSI: the initiator port is
 // "<initiator name>,i,0x<ISID>" and the target port "<target name>,t,0x<TPGT>" (RFC 7143 §4.4.1).
@@ -79,25 +85,25 @@ class Task {
   static constexpr size_t kSenseLength = 18;    // Fixed-format sense data (SPC-4 §4.5.3).
 
   // --- Set by the transport before Submit. ---
-  uint64_t lun = 0;                      // Decoded LUN (SAM-5 §4.6, flat/peripheral addressing).
+  uint64_t lun = 0;  // Decoded LUN (SAM-5 §4.6, flat/peripheral addressing).
   std::array<uint8_t, kMaxCdbLength> cdb{};
   size_t cdb_length = 0;
-  uint32_t tag = 0;                      // Initiator task tag.
+  uint32_t tag = 0;  // Initiator task tag.
   TaskAttribute attribute = TaskAttribute::kSimple;
   DataDirection direction = DataDirection::kNone;
-  uint32_t expected_transfer_length = 0; // From the transport (iSCSI EDTL).
+  uint32_t expected_transfer_length = 0;  // From the transport (iSCSI EDTL).
   // kWrite: all Data-Out bytes, size == bytes received (may be shorter than EDTL on error paths).
   std::span<const uint8_t> data_out;
   // kRead: the buffer Data-In goes to; its size is expected_transfer_length.
   std::span<uint8_t> data_in;
-  const Nexus* nexus = nullptr;          // Valid until TaskDone.
+  const Nexus* nexus = nullptr;  // Valid until TaskDone.
   TaskCompletion* completion = nullptr;
 
   // --- Set by the logical unit before TaskDone. ---
   Status status = Status::kGood;
-  uint32_t data_in_length = 0;           // Bytes of data_in filled (the rest is residual).
+  uint32_t data_in_length = 0;  // Bytes of data_in filled (the rest is residual).
   std::array<uint8_t, kSenseLength> sense{};
-  size_t sense_length = 0;               // 0 unless status == kCheckCondition.
+  size_t sense_length = 0;  // 0 unless status == kCheckCondition.
 
   // Helpers for the logical unit.
   void SetGood() {
