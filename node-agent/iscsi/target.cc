@@ -1,0 +1,78 @@
+// Target and TargetRegistry: configuration lookups and safe run-time removal.
+#include "node-agent/iscsi/target.h"
+
+#include <algorithm>
+
+#include "common/log/log.h"
+
+namespace vios::iscsi {
+
+Target::Target(TargetConfig config, scsi::Device* device)
+    : config_(std::move(config)), device_(device) {}
+
+bool Target::InitiatorAllowed(std::string_view initiator) const {
+  for (const auto& allowed : config_.allowed_initiators) {
+    if (allowed == "*" || allowed == initiator) return true;
+  }
+  return false;
+}
+
+bool Target::OnPortalGroup(uint16_t tpgt) const {
+  return config_.portal_groups.empty() ||
+         std::find(config_.portal_groups.begin(), config_.portal_groups.end(), tpgt) !=
+             config_.portal_groups.end();
+}
+
+bool Target::Attach(uint64_t connection_key, std::function<void()> closer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (removed_) return false;
+  attached_[connection_key] = std::move(closer);
+  return true;
+}
+
+void Target::Detach(uint64_t connection_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  attached_.erase(connection_key);
+  if (attached_.empty()) idle_.notify_all();
+}
+
+void Target::Remove() {
+  std::unique_lock<std::mutex> lock(mu_);
+  removed_ = true;
+  for (auto& [key, closer] : attached_) closer();
+  idle_.wait(lock, [this] { return attached_.empty(); });
+}
+
+bool TargetRegistry::Add(std::shared_ptr<Target> target) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return targets_.emplace(target->iqn(), target).second;
+}
+
+std::shared_ptr<Target> TargetRegistry::Find(std::string_view iqn) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = targets_.find(iqn);
+  return it == targets_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<Target>> TargetRegistry::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<Target>> out;
+  for (const auto& [iqn, target] : targets_) out.push_back(target);
+  return out;
+}
+
+bool TargetRegistry::Remove(std::string_view iqn) {
+  std::shared_ptr<Target> target;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = targets_.find(iqn);
+    if (it == targets_.end()) return false;
+    target = it->second;
+    targets_.erase(it);
+  }
+  target->Remove();
+  VIOS_LOG(kInfo, "iscsi target removed").Field("target", target->iqn());
+  return true;
+}
+
+}  // namespace vios::iscsi

@@ -1,0 +1,141 @@
+// Task Management Function Request/Response (RFC 7143 §11.5, §11.6; SAM-5 §7). Aborted tasks that
+// are still inside the Device are waited for (§4.2.3.1: the TMF response follows their end, and
+// their own responses are suppressed); resets are then forwarded to Device::TaskManagement.
+#include "common/log/log.h"
+#include "node-agent/iscsi/connection.h"
+
+namespace vios::iscsi {
+namespace {
+
+constexpr uint8_t kAbortTask = 1;
+constexpr uint8_t kAbortTaskSet = 2;
+constexpr uint8_t kClearAca = 3;
+constexpr uint8_t kClearTaskSet = 4;
+constexpr uint8_t kLogicalUnitReset = 5;
+constexpr uint8_t kTargetWarmReset = 6;
+constexpr uint8_t kTargetColdReset = 7;
+constexpr uint8_t kTaskReassign = 8;
+
+}  // namespace
+
+void Connection::AbortTask(IscsiTask* task, PendingTmf* tmf) {
+  switch (task->state) {
+    case IscsiTask::State::kReceivingData:
+      ReleaseTask(task);  // Never reached the Device.
+      break;
+    case IscsiTask::State::kSubmitted:
+      if (!task->aborted) {
+        task->aborted = true;
+        task->tmf = tmf;
+        ++tmf->waiting;
+      }
+      break;
+    default:
+      break;  // Already answered; its response is on the wire.
+  }
+}
+
+void Connection::HandleTaskManagement(const Pdu& pdu) {
+  const Bhs& bhs = pdu.bhs;
+  TaskManagementView view{bhs};
+  if (session_->discovery()) {
+    ProtocolError(bhs, RejectReason::kProtocolError, "task management in a discovery session");
+    return;
+  }
+  if (!CheckCmdSn(bhs)) return;
+  PendingTmf* tmf = nullptr;
+  for (auto& slot : tmfs_) {
+    if (!slot.active) {
+      tmf = &slot;
+      break;
+    }
+  }
+  if (tmf == nullptr) {
+    SendReject(bhs, RejectReason::kLongOperationReject);
+    return;
+  }
+  *tmf = PendingTmf{bhs.itt(), view.function(), bhs.lun(), 0, true};
+  TmfResponse response = TmfResponse::kComplete;
+  uint64_t lun = DecodeLun(bhs.lun());
+  switch (view.function()) {
+    case kAbortTask: {
+      IscsiTask* task = FindTaskByItt(view.referenced_task_tag());
+      if (task != nullptr) {
+        AbortTask(task, tmf);
+      } else if (!SnLess(view.ref_cmd_sn(), session_->exp_cmd_sn())) {
+        // §11.5.1: a task not yet received (RefCmdSN in the window) counts as aborted.
+        response = TmfResponse::kComplete;
+      } else {
+        response = TmfResponse::kTaskDoesNotExist;
+      }
+      break;
+    }
+    case kAbortTaskSet:
+    case kClearTaskSet:
+    case kLogicalUnitReset:
+    case kTargetWarmReset:
+      for (IscsiTask* t = active_head_; t != nullptr;) {
+        IscsiTask* next = t->active_next;
+        if (view.function() == kTargetWarmReset || DecodeLun(t->raw_lun) == lun) {
+          AbortTask(t, tmf);
+        }
+        t = next;
+      }
+      break;
+    case kClearAca:
+    case kTargetColdReset:
+      response = TmfResponse::kNotSupported;
+      break;
+    case kTaskReassign:
+      response = TmfResponse::kReassignmentNotSupported;  // Needs ERL2.
+      break;
+    default:
+      response = TmfResponse::kRejected;
+      break;
+  }
+  VIOS_LOG(kInfo, "iscsi task management")
+      .Field("function", static_cast<unsigned>(view.function()))
+      .Field("lun", lun)
+      .Field("waiting", tmf->waiting);
+  if (response != TmfResponse::kComplete) {
+    tmf->waiting = 0;
+    tmf->function = 0;  // Nothing to forward.
+    OutPdu* out = NewOut();
+    out->bhs().SetOpcode(Opcode::kTaskManagementResponse);
+    out->bhs().SetFlags(0x80);
+    out->bhs().bytes[2] = static_cast<uint8_t>(response);
+    out->bhs().SetItt(bhs.itt());
+    Enqueue(out, true);
+    tmf->active = false;
+    return;
+  }
+  if (tmf->waiting == 0) FinishTmf(tmf);
+}
+
+void Connection::FinishTmf(PendingTmf* tmf) {
+  TmfResponse response = TmfResponse::kComplete;
+  uint8_t function = tmf->function;
+  if (!closing_ && (function == kClearTaskSet || function == kLogicalUnitReset ||
+                    function == kTargetWarmReset)) {
+    // The transport's own tasks are gone; let the SCSI layer reset its state (SAM-5 §7).
+    auto result = session_->target()->device()->TaskManagement(
+        static_cast<scsi::TaskManagementFunction>(function), session_->nexus(),
+        DecodeLun(tmf->raw_lun));
+    if (result == scsi::TaskManagementResult::kIncorrectLun) {
+      response = TmfResponse::kLunDoesNotExist;
+    } else if (result == scsi::TaskManagementResult::kFunctionRejected) {
+      response = TmfResponse::kRejected;
+    }
+  }
+  if (!closing_) {
+    OutPdu* out = NewOut();
+    out->bhs().SetOpcode(Opcode::kTaskManagementResponse);
+    out->bhs().SetFlags(0x80);
+    out->bhs().bytes[2] = static_cast<uint8_t>(response);
+    out->bhs().SetItt(tmf->itt);
+    Enqueue(out, true);
+  }
+  tmf->active = false;
+}
+
+}  // namespace vios::iscsi
