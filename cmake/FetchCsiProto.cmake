@@ -35,10 +35,11 @@ function(vios_fetch_csi_proto out_var)
                         "Run scripts/setup.")
   endif()
 
-  # Run outside any Go module so the download does not touch a go.mod.
+  # Run outside any Go module (and workspace, and ambient GOFLAGS) so the download does not touch
+  # a go.mod.
   file(MAKE_DIRECTORY "${dest_dir}")
   execute_process(
-    COMMAND ${CMAKE_COMMAND} -E env GO111MODULE=on GOFLAGS=-mod=mod
+    COMMAND ${CMAKE_COMMAND} -E env GO111MODULE=on GOFLAGS= GOWORK=off
             ${VIOS_GO} mod download -json ${VIOS_CSI_MODULE}@${VIOS_CSI_VERSION}
     WORKING_DIRECTORY "${dest_dir}"
     RESULT_VARIABLE rc
