@@ -1,0 +1,234 @@
+// Login phase against the real Server over loopback, driven by the hand-written TestInitiator:
+// negotiation answers, failure statuses for bad input, CHAP, ACL, discovery, reinstatement.
+#include <gtest/gtest.h>
+
+#include "node-agent/iscsi/chap.h"
+#include "node-agent/iscsi/server_fixture_test_util.h"
+
+namespace vios::iscsi {
+namespace {
+
+using testing::kInitiatorName;
+using testing::kTargetName;
+using testing::LoginStatusOf;
+using testing::TestInitiator;
+
+class LoginTest : public testing::ServerFixture {};
+
+TEST_F(LoginTest, NegotiatesOperationalKeysAndAnswersUnknownOnes) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  TextKeys ops;
+  ops.Add("HeaderDigest", "CRC32C,None");
+  ops.Add("MaxRecvDataSegmentLength", "16384");
+  ops.Add("MaxBurstLength", "99999999");
+  ops.Add("ErrorRecoveryLevel", "1");
+  ops.Add("X-com.example.Foo", "bar");
+  ops.Add("IFMarker", "Yes");
+  ASSERT_EQ(ini.LoginNone(kInitiatorName, kTargetName, ops), 0);
+  TextKeys answer = ini.last_login.Keys();
+  EXPECT_EQ(*answer.Find("HeaderDigest"), "CRC32C");
+  EXPECT_EQ(*answer.Find("MaxBurstLength"), "Reject");  // Beyond 2^24-1.
+  EXPECT_EQ(*answer.Find("ErrorRecoveryLevel"), "0");
+  EXPECT_EQ(*answer.Find("X-com.example.Foo"), "NotUnderstood");
+  EXPECT_EQ(*answer.Find("IFMarker"), "No");
+  EXPECT_TRUE(answer.Has("MaxRecvDataSegmentLength"));
+  EXPECT_NE(ini.tsih, 0);
+  // Header digests are now in force both ways: a NOP round trip proves our CRC placement.
+  ini.header_digest = true;
+  ini.Send(ini.NopOut());
+  auto r = ini.Receive();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bhs.opcode(), Opcode::kNopIn);
+}
+
+TEST_F(LoginTest, GarbageKeysGetInitiatorError) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  Bhs b;
+  b.SetOpcode(Opcode::kLoginRequest);
+  b.SetFlags(0x81);
+  const std::string garbage("InitiatorName\0\xff\xfe=====\0", 22);
+  ini.Send(b, std::vector<uint8_t>(garbage.begin(), garbage.end()));
+  auto r = ini.Receive();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bhs.opcode(), Opcode::kLoginResponse);
+  EXPECT_EQ(LoginStatusOf(*r), 0x0200);
+  EXPECT_TRUE(ini.WaitClosed());
+  ExpectHealthy();
+}
+
+TEST_F(LoginTest, MissingInitiatorNameIsMissingParameter) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  TextKeys keys;
+  keys.Add("TargetName", kTargetName);
+  auto r = ini.LoginStep(0, 1, true, keys);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(LoginStatusOf(*r), 0x0207);
+  EXPECT_TRUE(ini.WaitClosed());
+}
+
+TEST_F(LoginTest, UnknownTargetIsNotFound) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  EXPECT_EQ(ini.LoginNone(kInitiatorName, "iqn.2026-11.dev.vios:nope"), 0x0203);
+}
+
+TEST_F(LoginTest, InitiatorNotInAclIsAuthorizationFailure) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  EXPECT_EQ(ini.LoginNone("iqn.2026-11.dev.vios:intruder", kTargetName), 0x0202);
+  EXPECT_EQ(target_->counters().login_failures.load(), 1u);
+  ExpectHealthy();
+}
+
+TEST_F(LoginTest, TargetRequiringChapRefusesAuthMethodNone) {
+  TargetConfig config;
+  config.chap = {"alice", "alicesecret123", "", ""};
+  StartServer(config);
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  EXPECT_EQ(ini.LoginNone(kInitiatorName, kTargetName), 0x0201);
+}
+
+TEST_F(LoginTest, RejectsChapResponseWithWrongSecret) {
+  TargetConfig config;
+  config.chap = {"alice", "alicesecret123", "", ""};
+  StartServer(config);
+  for (const std::string secret : {"alicesecret123", "wrongsecret456"}) {
+    TestInitiator ini;
+    ASSERT_TRUE(ini.Connect(port_));
+    TextKeys k1;
+    k1.Add("InitiatorName", kInitiatorName);
+    k1.Add("TargetName", kTargetName);
+    k1.Add("AuthMethod", "CHAP,None");
+    auto r = ini.LoginStep(0, 1, false, k1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r->Keys().Find("AuthMethod"), "CHAP");
+    TextKeys k2;
+    k2.Add("CHAP_A", "5");
+    r = ini.LoginStep(0, 1, false, k2);
+    ASSERT_TRUE(r);
+    TextKeys challenge = r->Keys();
+    auto id = ParseNumber(*challenge.Find("CHAP_I"));
+    auto c = DecodeBinary(*challenge.Find("CHAP_C"));
+    ASSERT_TRUE(id && c);
+    TextKeys k3;
+    k3.Add("CHAP_N", "alice");
+    k3.Add("CHAP_R", EncodeHex(ChapResponse(static_cast<uint8_t>(*id), secret, *c)));
+    r = ini.LoginStep(0, 1, true, k3);
+    ASSERT_TRUE(r);
+    if (secret == "alicesecret123") {
+      EXPECT_EQ(LoginStatusOf(*r), 0);
+      EXPECT_EQ(r->bhs.flags() & 0x80, 0x80);  // Transit to the operational stage.
+    } else {
+      EXPECT_EQ(LoginStatusOf(*r), 0x0201);
+      EXPECT_TRUE(ini.WaitClosed());
+    }
+  }
+}
+
+TEST_F(LoginTest, InvalidStageTransitionIsInitiatorError) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  TextKeys keys;
+  keys.Add("InitiatorName", kInitiatorName);
+  keys.Add("TargetName", kTargetName);
+  auto r = ini.LoginStep(1, 0, true, keys);  // Backwards: operational -> security.
+  ASSERT_TRUE(r);
+  EXPECT_EQ(LoginStatusOf(*r), 0x0200);
+}
+
+TEST_F(LoginTest, NonLoginPduBeforeLoginClosesConnection) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  ini.Send(ini.NopOut());
+  EXPECT_TRUE(ini.WaitClosed());
+  ExpectHealthy();
+}
+
+TEST_F(LoginTest, DiscoverySendTargetsListsOnlyVisibleTargets) {
+  StartServer();
+  TargetConfig other;
+  other.iqn = "iqn.2026-11.dev.vios:other";
+  other.allowed_initiators = {"iqn.2026-11.dev.vios:someone-else"};
+  ASSERT_TRUE(registry_.Add(std::make_shared<Target>(other, &device_)));
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  ASSERT_EQ(ini.LoginNone(kInitiatorName, ""), 0);
+  Bhs text;
+  text.SetOpcode(Opcode::kTextRequest);
+  text.bytes[0] |= 0x40;
+  text.SetFlags(0x80);
+  text.SetItt(77);
+  text.SetField32(20, kReservedTag);
+  text.SetField32(24, ini.cmd_sn);
+  const std::string st("SendTargets=All\0", 16);
+  ini.Send(text, std::vector<uint8_t>(st.begin(), st.end()));
+  auto r = ini.Receive();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->bhs.opcode(), Opcode::kTextResponse);
+  std::string body(r->data.begin(), r->data.end());
+  EXPECT_NE(body.find(std::string("TargetName=") + kTargetName), std::string::npos);
+  EXPECT_NE(body.find("TargetAddress=127.0.0.1:" + std::to_string(port_) + ",1"),
+            std::string::npos);
+  EXPECT_EQ(body.find("other"), std::string::npos);
+  // SCSI commands have no place in a discovery session.
+  ini.Send(ini.Command(TestInitiator::Read10(0, 1), 512, true, false));
+  auto reject = ini.Receive();
+  ASSERT_TRUE(reject);
+  EXPECT_EQ(reject->bhs.opcode(), Opcode::kReject);
+  EXPECT_TRUE(ini.WaitClosed());
+}
+
+TEST_F(LoginTest, SameIsidReinstatesSessionAndClosesOldOne) {
+  StartServer();
+  auto first = LoggedIn(7);
+  auto second = LoggedIn(7);
+  EXPECT_TRUE(first->WaitClosed());
+  second->Send(second->NopOut());
+  auto r = second->Receive();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bhs.opcode(), Opcode::kNopIn);
+  EXPECT_TRUE(WaitFor([&] { return device_.nexus_removed.load() == 1; }));
+}
+
+TEST_F(LoginTest, RemovingTargetClosesItsSessions) {
+  StartServer();
+  auto ini = LoggedIn();
+  ASSERT_TRUE(registry_.Remove(kTargetName));
+  EXPECT_TRUE(ini->WaitClosed());
+  EXPECT_EQ(device_.nexus_removed.load(), 1);
+  TestInitiator again;
+  ASSERT_TRUE(again.Connect(port_));
+  EXPECT_EQ(again.LoginNone(kInitiatorName, kTargetName), 0x0203);
+}
+
+TEST_F(LoginTest, TargetOnOtherPortalGroupIsInvisibleHere) {
+  TargetConfig config;
+  config.portal_groups = {2};
+  StartServer(config);
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  EXPECT_EQ(ini.LoginNone(kInitiatorName, kTargetName), 0x0203);
+  std::string error;
+  uint16_t port2 = server_->AddPortal("127.0.0.1", 0, 2, &error);
+  ASSERT_NE(port2, 0) << error;
+  TestInitiator ok;
+  ASSERT_TRUE(ok.Connect(port2));
+  EXPECT_EQ(ok.LoginNone(kInitiatorName, kTargetName), 0);
+  TextKeys first = ok.first_login.Keys();
+  ASSERT_TRUE(first.Has("TargetPortalGroupTag"));
+  EXPECT_EQ(*first.Find("TargetPortalGroupTag"), "2");
+}
+
+}  // namespace
+}  // namespace vios::iscsi
