@@ -1,5 +1,6 @@
 """vios-loadgen against a real tgtd: verify mode passes on good data and fails on corrupt data."""
 import json
+import os
 import subprocess
 
 BLOCK = 512  # tgtd's LUN block size for a file backing store.
@@ -79,3 +80,25 @@ def test_io_errors_make_the_run_fail(tgtd, loadgen, tmp_path):
     p = subprocess.run([loadgen, "--ios", "1", "--offset", "1g", url], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 2 and "beyond the end" in p.stderr
+
+
+def test_chap_credentials_from_flags_or_environment(tgtd, loadgen, tmp_path):
+    url = tgtd.add_target(IQN, make_disk(tmp_path))
+    tgtd.adm("--mode", "account", "--op", "new", "--user", "benchuser", "--password",
+             "benchsecret12")
+    tgtd.adm("--mode", "account", "--op", "bind", "--tid", "1", "--user", "benchuser")
+    base = [loadgen, "--rw", "randread", "--ios", "100", "--timeout", "10"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIOS_CHAP_")}
+
+    p = subprocess.run(base + [url], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 2, "login without CHAP must be refused"
+    p = subprocess.run(base + ["--chap-user", "benchuser", "--chap-password", "wrongsecret12",
+                               url], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 2, "a wrong secret must be refused"
+    p = subprocess.run(base + ["--chap-user", "benchuser", "--chap-password", "benchsecret12",
+                               url], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run(base + [url], capture_output=True, text=True, timeout=60,
+                       env=dict(env, VIOS_CHAP_USER="benchuser",
+                                VIOS_CHAP_PASSWORD="benchsecret12"))
+    assert p.returncode == 0, p.stderr

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -320,7 +321,13 @@ void FuseExport::Stop() {
     return;
   }
   fuse_session_exit(session_);
-  // Unmounting ends the kernel connection, which wakes the loop's threads out of read().
+  // A plain unmount ends the kernel connection, which wakes the loop's threads out of read().
+  // If a loop device or an open descriptor still holds the file, it fails with EBUSY and libfuse's
+  // unmount below detaches lazily: the export then serves until the last user lets go.
+  if (::umount2(options_.mountpoint.c_str(), 0) != 0 && errno == EBUSY) {
+    VIOS_LOG(kWarning, "fuse export busy at stop; detaching lazily, serving until released")
+        .Field("mountpoint", options_.mountpoint);
+  }
   fuse_session_unmount(session_);
   if (thread_.joinable()) {
     thread_.join();
