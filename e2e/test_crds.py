@@ -112,9 +112,10 @@ def test_create_get_status_update_delete(control_plane, namespace, resource):
     assert "status" not in got
 
     # The status subresource takes status and ignores spec changes...
+    spec_change = {"reservations": {"enabled": False}} if resource == "viosclusters" else {
+        "cluster": "elsewhere"}
     out = json.loads(patch(cp, namespace, resource, name,
-                           {"status": STATUS[resource], "spec": {"cluster": "elsewhere"}},
-                           status=True).stdout)
+                           {"status": STATUS[resource], "spec": spec_change}, status=True).stdout)
     for key, value in STATUS[resource].items():
         assert out["status"][key] == value, key
     assert out["spec"] == got["spec"]

@@ -29,6 +29,7 @@ from . import tools
 SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY_TIMEOUT = float(os.environ.get("VIOS_CONTROLPLANE_TIMEOUT", "120"))
 STOP_GRACE = 15.0
+COMPACT_REV_KEY = b"compact_rev_key"  # k8s.io/apiserver/pkg/storage/etcd3/compact.go
 
 
 def free_port():
@@ -137,16 +138,40 @@ class ControlPlane:
         self._save(state)
         self._start_apiserver(state)
 
-    def compact(self):
-        """Compacts etcd to its current revision (physically), so reads and watches from an older
-        resourceVersion that reach etcd answer 410 Gone. Returns the revision."""
-        header = self._etcd_post("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})
-        revision = int(header["header"]["revision"])
+    def compact(self, restart_apiserver=True):
+        """Compacts etcd to its current revision so that older resourceVersions answer 410 Gone.
+        Returns the revision.
+
+        The compaction is announced the way kube-apiserver's own compactor does it (the
+        compact_rev_key protocol), so the API server knows the compacted revision. Its watch cache
+        keeps its own event history, though, and keeps serving watches from old
+        resourceVersions; restart_apiserver (the default) restarts it so the cache starts at the
+        current revision and every older resourceVersion, for lists and watches, gets 410."""
+        key = base64.b64encode(COMPACT_REV_KEY).decode()
+        for _ in range(5):
+            got = self._etcd_post("/v3/kv/range", {"key": key})
+            revision = int(got["header"]["revision"])
+            kvs = got.get("kvs") or []
+            version = int(kvs[0].get("version", 0)) if kvs else 0
+            # Compare-and-swap on the key's version, exactly like the apiserver's compactor.
+            txn = self._etcd_post("/v3/kv/txn", {
+                "compare": [{"target": "VERSION", "key": key, "result": "EQUAL",
+                             "version": str(version)}],
+                "success": [{"request_put": {
+                    "key": key, "value": base64.b64encode(str(revision).encode()).decode()}}],
+            })
+            if txn.get("succeeded"):
+                break
+        else:
+            raise ControlPlaneError("could not update compact_rev_key: the API server's compactor "
+                                    "kept racing")
         try:
             self._etcd_post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
         except ControlPlaneError as e:
             if "compacted" not in str(e):  # already compacted to this revision: fine
                 raise
+        if restart_apiserver:
+            self.restart_apiserver()
         return revision
 
     def watchdog(self, owner_pid, poll=0.5):
@@ -239,6 +264,9 @@ class ControlPlane:
             "--etcd-servers=http://127.0.0.1:%d" % state["etcd_client_port"],
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # The endpoint reconciler refuses loopback addresses (1.37); nothing here needs the
+            # default/kubernetes Endpoints.
+            "--endpoint-reconciler-type=none",
             "--secure-port=%d" % port,
             "--cert-dir=" + p("apiserver-certs"),
             "--tls-cert-file=" + p("apiserver.crt"),
