@@ -117,8 +117,12 @@ TEST_F(ScsiDeviceTest, ResizeRaisesCapacityChangedForEveryNexus) {
   c.nexus.initiator_port = "iqn.b,i,0x2";
   c.Submit(device_);
   EXPECT_SENSE(c, SenseKey::kUnitAttention, 0x2A, 0x09);
+  TestTask a2({0x00});
+  a2.Submit(device_);
+  EXPECT_SENSE(a2, SenseKey::kUnitAttention, 0x2A, 0x09);
   TestTask cap({0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 8);
   cap.Submit(device_);
+  ASSERT_EQ(cap.task.data_in_length, 8u);
   EXPECT_EQ(wire::Load32(cap.DataIn().data()), (8u << 20) / 512 - 1);
 }
 
