@@ -74,13 +74,20 @@ TEST(ControlPlaneTest, CompactMakesOldResourceVersionsGone) {
   std::string out = Kubectl(cp, "label configmap compact-probe round=1", &rc);
   ASSERT_EQ(rc, 0) << out;
   cp.Compact();
-  // An exact read at a compacted revision is answered from etcd: 410 Gone.
+  // Reads at a compacted revision answer 410 Gone (reason Expired)...
   out = Kubectl(cp,
                 "get --raw '/api/v1/namespaces/default/configmaps?resourceVersion=" + old_rv +
                     "&resourceVersionMatch=Exact'",
                 &rc);
   EXPECT_NE(rc, 0) << out;
-  EXPECT_NE(out.find("410"), std::string::npos) << out;
+  EXPECT_NE(out.find("Expired"), std::string::npos) << out;
+  // ...and so do watches from it: the API server's watch cache forgot the old history too.
+  out = Kubectl(cp,
+                "get --raw '/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=5"
+                "&resourceVersion=" +
+                    old_rv + "'",
+                &rc);
+  EXPECT_NE(out.find("\"code\":410"), std::string::npos) << out;
 }
 
 TEST(ControlPlaneTest, StartFailsClearlyWithoutSourceDir) {
