@@ -188,7 +188,9 @@ class ControlPlane:
 
     def kubectl(self, *args, check=True, input=None, timeout=60):
         """Runs the pinned kubectl with the admin kubeconfig; returns the CompletedProcess (text)."""
-        cmd = [tools.path("kubectl"), "--kubeconfig", self.kubeconfig, *args]
+        # Discovery cache inside dir: ports are random, ~/.kube/cache would only grow.
+        cmd = [tools.path("kubectl"), "--kubeconfig", self.kubeconfig,
+               "--cache-dir", os.path.join(self.dir, "kubectl-cache"), *args]
         res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         if check and res.returncode != 0:
             raise ControlPlaneError("kubectl %s failed (%d): %s"
