@@ -262,7 +262,12 @@ void Connection::Flush() {
       if (out->data_length > 0) add(out->data, out->data_length);
       if (out->tail_length > 0) add(out->tail.data(), out->tail_length);
     }
-    ssize_t n = writev(fd_, iov, count);
+    // sendmsg rather than writev: MSG_NOSIGNAL turns a peer that vanished into EPIPE instead of
+    // a process-killing SIGPIPE.
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
         WantWrite(true);

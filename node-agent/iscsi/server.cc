@@ -128,11 +128,16 @@ std::vector<PortalInfo> Server::Portals() const {
   return out;
 }
 
+void Server::AdoptConnection(int fd, const PortalInfo& portal) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  Accept(fd, portal);
+}
+
 void Server::Accept(int fd, const PortalInfo& portal) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   Loop* loop = loops_[next_loop_++ % loops_.size()].get();
-  if (loop == loops_[0].get()) {
+  if (loop->thread.loop().InLoopThread()) {
     Adopt(loop, fd, portal);
   } else {
     loop->thread.loop().Post([this, loop, fd, portal] { Adopt(loop, fd, portal); });
@@ -162,7 +167,10 @@ std::function<void()> Server::CloserFor(Loop* loop, uint64_t id) {
 void Server::Finished(Loop* loop, uint64_t id) {
   // Destroy later: Finished is called from inside the connection's own member functions.
   loop->thread.loop().Post([this, loop, id] {
-    if (loop->connections.erase(id) > 0) --connections_;
+    if (loop->connections.erase(id) > 0) {
+      --connections_;
+      ++connections_closed_;
+    }
   });
 }
 

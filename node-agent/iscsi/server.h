@@ -62,12 +62,16 @@ class Server {
   bool Start();
   uint16_t AddPortal(const std::string& host, uint16_t port, uint16_t tpgt, std::string* error);
   void Stop();
+  // AdoptConnection serves an already connected socket as if accepted on portal (hand-over of
+  // connections during live upgrade, fuzzing). Takes ownership of fd. Thread-safe.
+  void AdoptConnection(int fd, const PortalInfo& portal);
 
   const ServerConfig& config() const { return config_; }
   TargetRegistry& registry() { return *registry_; }
   SessionTable& sessions() { return sessions_; }
   std::vector<PortalInfo> Portals() const;
   size_t connection_count() const { return connections_.load(); }
+  uint64_t connections_closed() const { return connections_closed_.load(); }
 
   // Per-loop state: the loop thread and the connections it owns (touched on that thread only).
   struct Loop {
@@ -93,6 +97,7 @@ class Server {
   std::atomic<uint64_t> next_connection_id_{1};
   std::atomic<unsigned> next_loop_{0};
   std::atomic<size_t> connections_{0};
+  std::atomic<uint64_t> connections_closed_{0};
   bool started_ = false;
 };
 
