@@ -53,6 +53,20 @@ def _start_time(pid):
     return int(fields[19])
 
 
+def _write_private(path, config):
+    """Writes a kubeconfig atomically, mode 0600: block YAML like kubectl writes (JSON, which is
+    YAML too, if PyYAML is missing)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        try:
+            import yaml
+            yaml.safe_dump(config, f, default_flow_style=False, sort_keys=False)
+        except ImportError:
+            json.dump(config, f, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 class ControlPlaneError(RuntimeError):
     pass
 
@@ -274,6 +288,7 @@ class ControlPlane:
             "--tls-cert-file=" + p("apiserver.crt"),
             "--tls-private-key-file=" + p("apiserver.key"),
             "--client-ca-file=" + p("ca.crt"),
+            "--token-auth-file=" + p("tokens.csv"),
             "--authorization-mode=RBAC",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--service-account-issuer=https://127.0.0.1:%d" % port,
@@ -301,30 +316,50 @@ class ControlPlane:
             return False
 
     def _write_kubeconfig(self, state):
+        """Writes three admin kubeconfigs: kubeconfig (credentials embedded as *-data),
+        kubeconfig-files (the same credentials as file paths under pki/) and kubeconfig-token
+        (a bearer token from --token-auth-file), so clients can test every way of configuring."""
         def b64(name):
             with open(os.path.join(self.pki, name), "rb") as f:
                 return base64.b64encode(f.read()).decode()
 
-        # JSON is YAML: no PyYAML needed to write it, and every kubeconfig reader accepts it.
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "vios-local", "cluster": {
-                "server": "https://127.0.0.1:%d" % state["apiserver_port"],
-                "certificate-authority-data": b64("ca.crt")}}],
-            "users": [{"name": "vios-admin", "user": {
-                "client-certificate-data": b64("admin.crt"),
-                "client-key-data": b64("admin.key")}}],
-            "contexts": [{"name": "vios-local", "context": {
-                "cluster": "vios-local", "user": "vios-admin", "namespace": "default"}}],
-            "current-context": "vios-local",
-            "preferences": {},
+        server = "https://127.0.0.1:%d" % state["apiserver_port"]
+        pki_path = lambda name: os.path.join(self.pki, name)  # noqa: E731
+        variants = {
+            self.kubeconfig: (
+                {"certificate-authority-data": b64("ca.crt")},
+                {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}),
+            self.kubeconfig + "-files": (
+                {"certificate-authority": pki_path("ca.crt")},
+                {"client-certificate": pki_path("admin.crt"), "client-key": pki_path("admin.key")}),
+            self.kubeconfig + "-token": (
+                {"certificate-authority-data": b64("ca.crt")},
+                {"token": self._admin_token()}),
         }
-        tmp = self.kubeconfig + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(config, f, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.kubeconfig)
+        for path, (cluster, user) in variants.items():
+            config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "vios-local", "cluster": dict(server=server, **cluster)}],
+                "users": [{"name": "vios-admin", "user": user}],
+                "contexts": [{"name": "vios-local", "context": {
+                    "cluster": "vios-local", "user": "vios-admin", "namespace": "default"}}],
+                "current-context": "vios-local",
+                "preferences": {},
+            }
+            _write_private(path, config)
+
+    def _admin_token(self):
+        """The static bearer token of the admin user (pki/tokens.csv, group system:masters)."""
+        path = os.path.join(self.pki, "admin.token")
+        if not os.path.exists(path):
+            token = base64.b32encode(os.urandom(20)).decode().lower()
+            with open(os.path.join(self.pki, "tokens.csv"), "w") as f:
+                f.write('%s,vios-token-admin,vios-token-admin,"system:masters"\n' % token)
+            with open(path, "w") as f:
+                f.write(token)
+        with open(path) as f:
+            return f.read().strip()
 
     # ---- processes ----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from controlplane import ControlPlane
+from controlplane import ControlPlane, tools
 from controlplane.control_plane import _start_time
 
 CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "controlplane")
@@ -67,3 +67,16 @@ def test_second_start_in_same_dir_is_refused(control_plane):
         assert "already running" in str(e)
     else:
         raise AssertionError("a second control plane started in the same directory")
+
+
+def test_every_kubeconfig_variant_is_cluster_admin(control_plane):
+    kubectl = tools.path("kubectl")
+    for suffix, user in (("", "vios-admin"), ("-files", "vios-admin"),
+                         ("-token", "vios-token-admin")):
+        config = control_plane.kubeconfig + suffix
+        out = subprocess.run([kubectl, "--kubeconfig", config, "auth", "whoami", "-o", "json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        info = json.loads(out.stdout)["status"]["userInfo"]
+        assert info["username"] == user
+        assert "system:masters" in info["groups"]
