@@ -1,0 +1,52 @@
+// PeerClient: calls one peer's Peer service (proto/peer.proto) over mutual TLS.
+//
+//   PeerClient peer({.address = "127.0.0.2:7443", .server_name = "node-b", .member = "node-a",
+//                    .tls = {...}});
+//   vios::peer::v1::HealthResponse h = peer.Health();   // throws PeerError
+//   peer.Deliver(message);                               // throws PeerError
+//
+// Errors say which peer, which call, the gRPC code and what to check: a peer that does not trust
+// our certificate (or that we do not trust) fails the handshake and reports UNAVAILABLE.
+// Thread-safe; one channel per client, reconnecting on its own.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/channel.h>
+
+#include "common/events/message.h"
+#include "node-agent/peer/peer_tls.h"
+#include "proto/peer.grpc.pb.h"
+
+namespace vios::agent::peer {
+
+struct PeerClientOptions {
+  std::string address;  // host:port from the peer's VIOSMember status.peerAddress
+  // server_name is the name the peer's certificate must carry (its member name); empty: the
+  // host part of address must be in the certificate's subjectAltName.
+  std::string server_name;
+  std::string member;  // this agent, sent as from_member
+  PeerTls tls;
+  std::chrono::milliseconds deadline{std::chrono::seconds(5)};
+};
+
+class PeerClient {
+ public:
+  explicit PeerClient(PeerClientOptions options);
+
+  vios::peer::v1::HealthResponse Health();
+  void Deliver(const events::Message& message);
+
+  const std::string& address() const { return options_.address; }
+
+ private:
+  [[noreturn]] void Fail(const char* call, const grpc::Status& status) const;
+
+  PeerClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<vios::peer::v1::Peer::Stub> stub_;
+};
+
+}  // namespace vios::agent::peer
