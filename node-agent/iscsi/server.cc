@@ -53,8 +53,8 @@ bool Server::Start() {
     auto loop = std::make_unique<Loop>();
     Loop* raw = loop.get();
     std::promise<void> ready;
-    raw->thread.loop().Post([this, raw, &ready] {
-      // Keep-alive and login timeouts, checked once a second per loop.
+    raw->thread.loop().Post([raw, &ready] {
+      // Keep-alive and login timeouts, checked four times a second per loop.
       raw->thread.loop().Every(std::chrono::milliseconds(250), [raw] {
         uint64_t now = net::EventLoop::NowMs();
         for (auto& [id, connection] : raw->connections) connection->Tick(now);

@@ -64,9 +64,9 @@ std::vector<uint8_t> ValidLogin() {
   b.SetFlags(0x80 | 0x01);  // T, CSG=0, NSG=1.
   b.bytes[8] = 0x80;
   b.SetField32(24, 1);
-  AppendPdu(&out,
-            b, std::string("InitiatorName=") + kInitiator + '\0' + "TargetName=" + kTarget +
-                   '\0' + "AuthMethod=None" + '\0');
+  AppendPdu(&out, b,
+            std::string("InitiatorName=") + kInitiator + '\0' + "TargetName=" + kTarget + '\0' +
+                "AuthMethod=None" + '\0');
   b.SetFlags(0x80 | 0x04 | 0x03);  // T, CSG=1, NSG=3.
   AppendPdu(&out, b, std::string("InitialR2T=No\0ImmediateData=Yes\0", 32));
   return out;
