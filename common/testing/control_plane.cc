@@ -203,7 +203,9 @@ void ControlPlaneEnvironment::SetUp() {
   try {
     SharedControlPlane();
   } catch (const std::exception& e) {
-    FAIL() << e.what();
+    // Not FAIL(): gtest would then skip every test. Each test that calls SharedControlPlane()
+    // gets the same error and fails with it.
+    fprintf(stderr, "vios::testing::ControlPlaneEnvironment: %s\n", e.what());
   }
 }
 

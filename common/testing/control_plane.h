@@ -64,7 +64,8 @@ class ControlPlane {
 ControlPlane& SharedControlPlane();
 
 // ControlPlaneEnvironment starts the shared control plane before the first test and stops it after
-// the last. Optional: register it in main with ::testing::AddGlobalTestEnvironment(new
+// the last. If starting fails, the tests that use SharedControlPlane() fail with the error.
+// Optional: register it in main with ::testing::AddGlobalTestEnvironment(new
 // ControlPlaneEnvironment) to pay the start-up cost up front; SharedControlPlane() works without.
 class ControlPlaneEnvironment : public ::testing::Environment {
  public:

@@ -11,6 +11,10 @@
 namespace vios::testing {
 namespace {
 
+// Starts the shared control plane before the first test and stops it after the last.
+[[maybe_unused]] ::testing::Environment* const kEnvironment =
+    ::testing::AddGlobalTestEnvironment(new ControlPlaneEnvironment);
+
 // Kubectl runs the pinned kubectl against the control plane; returns stdout+stderr and sets *rc.
 std::string Kubectl(const ControlPlane& cp, const std::string& args, int* rc) {
   std::string cmd = "\"$(\"" + std::string(std::getenv("VIOS_SOURCE_DIR")) +
