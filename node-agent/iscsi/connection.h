@@ -72,7 +72,7 @@ class Connection : public net::Watcher, public scsi::TaskCompletion {
     Connection* c_;
   };
 
-  // connection.cc: socket, dispatch, send queue, task pool, completions, teardown.
+  // connection.cc (socket, dispatch, task pool, completions, teardown) and send_queue.cc.
   void ReadSocket();
   void Dispatch(const Pdu& pdu);
   void DrainCompletions();
