@@ -116,12 +116,21 @@ class ControlPlane:
             raise ControlPlaneError("a control plane is already running in " + self.dir)
         os.makedirs(self.dir, exist_ok=True)
         pki.generate(self.pki)
-        state = {"binaries": binaries, "apiserver_port": free_port()}
+        state = {"binaries": binaries}
         self._save(state)
         try:
             self._start_etcd(state)
-            self._write_kubeconfig(state)
-            self._start_apiserver(state)
+            for attempt in range(3):  # the port can be taken between probe and bind: retry
+                state["apiserver_port"] = free_port()
+                self._save(state)
+                self._write_kubeconfig(state)
+                try:
+                    self._start_apiserver(state)
+                    break
+                except ControlPlaneError:
+                    self._stop_process(state, "apiserver")
+                    if attempt == 2 or "address already in use" not in self._log_tail("apiserver"):
+                        raise
             if self.install_crds:
                 self.apply_crds()
         except BaseException:

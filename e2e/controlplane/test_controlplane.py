@@ -2,6 +2,7 @@
 owner, restart-apiserver keeps port and data, compact makes old resourceVersions 410."""
 
 import json
+import socket
 import os
 import subprocess
 import time
@@ -80,3 +81,28 @@ def test_every_kubeconfig_variant_is_cluster_admin(control_plane):
         info = json.loads(out.stdout)["status"]["userInfo"]
         assert info["username"] == user
         assert "system:masters" in info["groups"]
+
+
+def test_start_retries_when_the_apiserver_port_is_taken(tmp_path, monkeypatch):
+    from controlplane import control_plane as module
+    real = module.free_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = [taken.getsockname()[1]]
+        calls = []
+
+        def first_taken():
+            calls.append(1)
+            # etcd takes the first two ports; the apiserver's first try gets the taken one.
+            return ports.pop() if len(calls) == 3 and ports else real()
+
+        monkeypatch.setattr(module, "free_port", first_taken)
+        cp = ControlPlane(str(tmp_path))
+        try:
+            cp.start()
+            assert cp.state()["apiserver_port"] != taken.getsockname()[1]
+            assert cp.kubectl("get", "--raw", "/readyz").stdout == "ok"
+        finally:
+            cp.stop()
+    assert "address already in use" in (tmp_path / "apiserver.log").read_text()
