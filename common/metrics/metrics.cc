@@ -43,6 +43,10 @@ Exposer::~Exposer() = default;
 
 void Exposer::Expose(const Registry& registry) { exposer_->RegisterCollectable(registry.shared()); }
 
+void Exposer::ExposeCollectable(const std::shared_ptr<prometheus::Collectable>& collectable) {
+  exposer_->RegisterCollectable(collectable);
+}
+
 prometheus::Histogram::BucketBoundaries IoLatencyBuckets() {
   prometheus::Histogram::BucketBoundaries bounds;
   for (double decade = 1e-5; decade < 10.0; decade *= 10.0) {

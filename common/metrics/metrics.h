@@ -58,6 +58,9 @@ class Exposer {
   uint16_t port() const { return port_; }
   // Expose adds a registry to /metrics. Until the first call, /metrics answers 404.
   void Expose(const Registry& registry);
+  // ExposeCollectable adds a collector that builds its families at scrape time from counters the
+  // data path keeps itself (lock-free atomics); the exposer holds only a weak reference.
+  void ExposeCollectable(const std::shared_ptr<prometheus::Collectable>& collectable);
 
  private:
   Exposer(std::unique_ptr<prometheus::Exposer> exposer, uint16_t port);

@@ -1,0 +1,84 @@
+"""libiscsi's iscsi-test-cu conformance suites against a vios-agent virtual port.
+
+One iscsi-test-cu process per suite (the whole family in one process reports false failures in
+the 16-byte CDB suites), two initiator names (the persistent-reservation and multi-nexus tests
+need both), data-modifying tests allowed. CUnit counts a skipped test as passed, so skips are
+counted separately from the tool's "[SKIPPED]" lines and must match the documented list of
+tests that do not apply (node-agent/README.md, "Conformance").
+"""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from lib.agent import Agent, file_pool_config
+
+TARGET = "iqn.2026-11.dev.vios:conformance"
+INITIATOR_1 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
+INITIATOR_2 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
+
+# Suites run against every virtual port: the SCSI and iSCSI families of iscsi-test-cu.
+SUITES = [
+    "CompareAndWrite", "GetLBAStatus", "Inquiry", "Mandatory", "ModeSense6", "OrWrite",
+    "Prefetch10", "Prefetch16", "PreventAllow", "PrinReadKeys", "PrinServiceactionRange",
+    "PrinReportCapabilities", "ProutRegister", "ProutReserve", "ProutClear", "ProutPreempt",
+    "Read6", "Read10", "Read12", "Read16", "ReadCapacity10", "ReadCapacity16",
+    "ReadDefectData10", "ReadDefectData12", "ReportSupportedOpcodes", "Reserve6",
+    "StartStopUnit", "TestUnitReady", "Unmap", "Verify10", "Verify12", "Verify16", "Write10",
+    "Write12", "Write16", "WriteAtomic16", "WriteSame10", "WriteSame16", "WriteVerify10",
+    "WriteVerify12", "WriteVerify16",
+]
+ISCSI_SUITES = ["iSCSIcmdsn", "iSCSIdatasn", "iSCSIResiduals", "iSCSITMF"]
+
+# Tests that do not apply to a thin-provisioned, non-removable, writable disk; iscsi-test-cu
+# skips them itself. Keep in step with node-agent/README.md.
+EXPECTED_SKIPS = {
+}
+
+SUMMARY = re.compile(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.M)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("conformance"))
+    config = file_pool_config(workdir, volume_size="128Mi", targets=[TARGET],
+                              initiators=[INITIATOR_1, INITIATOR_2])
+    a = Agent(workdir, config).start()
+    yield a
+    code = a.stop()
+    assert code == 0, "vios-agent exited with %s:\n%s" % (code, a.log()[-4000:])
+
+
+def run_suite(agent, family, suite, tmp_path):
+    cmd = ["iscsi-test-cu", "-d", "-i", INITIATOR_1, "-I", INITIATOR_2,
+           "-t", "%s.%s" % (family, suite), agent.url(TARGET, 0)]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    text = out.stdout + out.stderr
+    m = SUMMARY.search(text)
+    assert m, "no CUnit summary from %s:\n%s" % (" ".join(cmd), text[-4000:])
+    total, ran, passed, failed = map(int, m.groups())
+    skipped = [line.strip() for line in text.splitlines() if "[SKIPPED]" in line]
+    failures = [line.strip() for line in text.splitlines()
+                if "FAILED" in line or "failed" in line.lower() and "Test:" in line]
+    return total, ran, failed, skipped, failures, text
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_scsi_suite(agent, suite, tmp_path):
+    total, ran, failed, skipped, failures, text = run_suite(agent, "SCSI", suite, tmp_path)
+    assert ran == total and failed == 0, "SCSI.%s: %d of %d failed\n%s" % (
+        suite, failed, total, text[-6000:])
+    assert len(skipped) == EXPECTED_SKIPS.get(suite, 0), (
+        "SCSI.%s skipped tests (CUnit counts them as passed):\n%s" % (suite, "\n".join(skipped)))
+    assert agent.proc.poll() is None, "the agent died during SCSI.%s" % suite
+
+
+@pytest.mark.parametrize("suite", ISCSI_SUITES)
+def test_iscsi_suite(agent, suite, tmp_path):
+    total, ran, failed, skipped, failures, text = run_suite(agent, "iSCSI", suite, tmp_path)
+    assert ran == total and failed == 0, "iSCSI.%s: %d of %d failed\n%s" % (
+        suite, failed, total, text[-6000:])
+    assert len(skipped) == EXPECTED_SKIPS.get(suite, 0), "\n".join(skipped)
+    assert agent.proc.poll() is None, "the agent died during iSCSI.%s" % suite
