@@ -13,7 +13,8 @@ std::string Describe(std::string_view verb, std::string_view path, std::string_v
     text += ": " + std::string(message);
   }
   for (const StatusCause& c : causes) {
-    text += "; " + (c.field.empty() ? std::string("(no field)") : c.field) + ": " + c.message;
+    std::string cause = (c.field.empty() ? std::string("(no field)") : c.field) + ": " + c.message;
+    if (message.find(cause) == std::string_view::npos) text += "; " + cause;  // not said yet
   }
   return text;
 }
