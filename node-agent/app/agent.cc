@@ -8,6 +8,7 @@
 #include "node-agent/backend/file_backend.h"
 #include "node-agent/pool/extent_allocator.h"
 #include "node-agent/router/router.h"
+#include "node-agent/scsi/spc2_reservation.h"
 
 namespace vios::agent {
 namespace {
@@ -124,14 +125,15 @@ void Agent::BuildVolumes() {
     scsi::LogicalUnitConfig lu_config;
     lu_config.volume_id = v.name;
     lu_config.read_only = v.read_only;
-    auto lu = std::make_shared<scsi::LogicalUnit>(volume.get(), lu_config);
+    auto reservations = std::make_shared<scsi::Spc2Reservations>();
+    auto lu = std::make_shared<scsi::LogicalUnit>(volume.get(), lu_config, reservations.get());
     collector_->AddIo("volume", v.name, &lu->counters(), lu);
     VIOS_LOG(kInfo, "volume ready")
         .Field("volume", v.name)
         .Field("pool", v.pool)
         .Field("bytes", volume->SizeBytes())
         .Field("extents", volume->extents().size());
-    volumes_[v.name] = VolumeState{std::move(volume), std::move(lu)};
+    volumes_[v.name] = VolumeState{std::move(volume), std::move(reservations), std::move(lu)};
   }
 }
 

@@ -55,6 +55,7 @@ class Agent {
  private:
   struct VolumeState {
     std::shared_ptr<pool::Volume> volume;  // Extents over the pool's routed backends.
+    std::shared_ptr<scsi::ReservationPolicy> reservations;  // Outlives lu (declared before it).
     std::shared_ptr<scsi::LogicalUnit> lu;
   };
   struct PortState {
