@@ -1,11 +1,14 @@
 // FileBackend: a BlockDevice over a regular file or a block device, driven by io_uring with one
 // completion thread (DESIGN.md §4 "Backends").
 //
-// Reads and writes go through an O_DIRECT descriptor when the filesystem allows it and the
-// request's buffer, offset and length are aligned; otherwise through a buffered descriptor of the
-// same file (Linux keeps the two coherent: direct I/O writes back and invalidates the page cache
-// range it touches). Flush is fdatasync, Discard is fallocate(PUNCH_HOLE|KEEP_SIZE), WriteZeroes
-// is fallocate(ZERO_RANGE) with punch-hole and plain zero writes as fallbacks.
+// By default reads and writes go through the page cache (FileIoMode::kBuffered): measured on this
+// machine (README.md), 4 KiB random writes at QD32 run 5-7x faster buffered than O_DIRECT and
+// reads are on par, and durability comes from Flush (SYNCHRONIZE CACHE / FUA; the LU reports a
+// write-back cache). FileIoMode::kAuto uses an O_DIRECT descriptor for requests whose buffer,
+// offset and length are aligned and the buffered one otherwise (Linux keeps the two coherent:
+// direct I/O writes back and invalidates the page cache range it touches). Flush is fdatasync,
+// Discard is fallocate(PUNCH_HOLE|KEEP_SIZE), WriteZeroes is fallocate(ZERO_RANGE) with punch-hole
+// and plain zero writes as fallbacks.
 //
 //   FileBackendOptions options;
 //   options.path = "/var/lib/vios/pool0.img";
@@ -29,8 +32,8 @@ namespace vios::backend {
 
 // How reads and writes reach the file.
 enum class FileIoMode : uint8_t {
+  kBuffered,  // Always through the page cache (default).
   kAuto,      // O_DIRECT for aligned requests where supported, buffered otherwise.
-  kBuffered,  // Always through the page cache.
 };
 
 struct FileBackendOptions {
@@ -39,7 +42,7 @@ struct FileBackendOptions {
   bool create = false;      // Create a regular file and extend it to size_bytes if needed.
   bool read_only = false;
   uint32_t block_size = 512;
-  FileIoMode mode = FileIoMode::kAuto;
+  FileIoMode mode = FileIoMode::kBuffered;
   unsigned queue_depth = 256;  // Submission queue entries.
 };
 

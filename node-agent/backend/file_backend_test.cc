@@ -189,3 +189,33 @@ TEST_F(FileBackendTest, ExistingFileSmallerThanConfiguredSizeIsAnError) {
 
 }  // namespace
 }  // namespace vios::backend
+
+namespace vios::backend {
+namespace {
+
+TEST(FileBackendDefaultsTest, BufferedByDefaultAndRoundTrips) {
+  char dir[] = "/tmp/vios-file-backend-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/d.img";
+  {
+    FileBackendOptions o;
+    o.path = path;
+    o.size_bytes = 1 << 20;
+    o.create = true;
+    std::string error;
+    auto b = FileBackend::Open(o, &error);
+    ASSERT_NE(b, nullptr) << error;
+    EXPECT_FALSE(b->direct_io());
+    std::vector<uint8_t> data(1536, 0x42);
+    ASSERT_EQ(testing::RunIo(*b, IoOp::kWrite, 512, data), 0);
+    std::vector<uint8_t> back(1536);
+    ASSERT_EQ(testing::RunIo(*b, IoOp::kRead, 512, back), 0);
+    EXPECT_EQ(back, data);
+    EXPECT_EQ(testing::RunIo(*b, IoOp::kFlush, 0, {}), 0);
+  }
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}
+
+}  // namespace
+}  // namespace vios::backend

@@ -104,6 +104,12 @@ class Task {
   uint32_t data_in_length = 0;  // Bytes of data_in filled (the rest is residual).
   std::array<uint8_t, kSenseLength> sense{};
   size_t sense_length = 0;  // 0 unless status == kCheckCondition.
+  // The transfer length in bytes the CDB itself asks for (SAM-5 §5.4.3), when the logical unit
+  // knows it (READ/WRITE and friends). The transport compares it with its expected transfer
+  // length to report residual overflow/underflow (RFC 7143 §11.4.5.1); kUnknownLength leaves the
+  // residual to data_in_length / data_out alone.
+  static constexpr uint32_t kUnknownLength = 0xffffffff;
+  uint32_t transfer_length = kUnknownLength;
 
   // Helpers for the logical unit.
   void SetGood() {
@@ -126,6 +132,7 @@ class Task {
     status = Status::kGood;
     data_in_length = 0;
     sense_length = 0;
+    transfer_length = kUnknownLength;
   }
   void Complete() { completion->TaskDone(this); }
 };
