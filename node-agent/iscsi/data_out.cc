@@ -42,23 +42,36 @@ void Connection::HandleDataOut(const Pdu& pdu) {
   IscsiTask* task = solicited ? FindTaskByTtt(view.ttt()) : FindTaskByItt(bhs.itt());
   if (task == nullptr || task->state != IscsiTask::State::kReceivingData ||
       task->itt != bhs.itt()) {
-    if (!solicited) return;  // Data for a command we already failed or that was aborted.
-    // A TTT we never issued (or issued for a task since aborted) cannot be placed.
-    SendReject(bhs, RejectReason::kInvalidPduField);
+    // Data for a command that was aborted or already failed (or a stale TTT): discarded
+    // silently, as after ABORT TASK (RFC 7143 §4.2.3.2).
     return;
   }
   uint32_t length = static_cast<uint32_t>(pdu.data.size());
   uint32_t offset = view.buffer_offset();
   uint32_t limit = solicited ? task->solicited_end : task->unsolicited_end;
-  // DataPDUInOrder and DataSequenceInOrder are Yes: data must arrive at the next offset.
-  if (offset != task->received || length > limit - std::min(limit, offset) ||
-      view.data_sn() != task->expected_data_sn) {
-    VIOS_LOG(kWarning, "iscsi Data-Out out of order")
+  // DataPDUInOrder and DataSequenceInOrder are Yes: data must arrive at the next offset with the
+  // next DataSN. A violation fails this command only (SPC-4 DATA PHASE ERROR / DATA OFFSET ERROR
+  // / TOO MUCH WRITE DATA); later Data-Out for it is discarded and the connection keeps working.
+  uint8_t ascq = 0xff;
+  if (view.data_sn() != task->expected_data_sn) {
+    ascq = 0x00;
+  } else if (offset != task->received) {
+    ascq = 0x05;
+  } else if (length > limit - std::min(limit, offset)) {
+    ascq = 0x02;
+  }
+  if (ascq != 0xff) {
+    VIOS_LOG(kWarning, "iscsi Data-Out out of sequence, failing the command")
         .Field("offset", offset)
         .Field("expected_offset", task->received)
         .Field("datasn", view.data_sn())
         .Field("expected_datasn", task->expected_data_sn);
-    ProtocolError(bhs, RejectReason::kProtocolError, "Data-Out offset or DataSN");
+    session_->target()->counters().protocol_errors++;
+    session_->target()->counters().errors++;
+    task->SetCheckCondition(scsi::SenseKey::kAbortedCommand, 0x4b, ascq);
+    SendScsiResponse(task, 0, false, false);
+    task->state = IscsiTask::State::kResponding;
+    MaybeReleaseTask(task);
     return;
   }
   std::memcpy(task->buffer.get() + offset, pdu.data.data(), length);

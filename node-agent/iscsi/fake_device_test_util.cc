@@ -18,6 +18,7 @@ void PutBe(uint8_t* p, uint64_t v, int n) {
 
 size_t CopyIn(scsi::Task* task, const uint8_t* src, size_t n) {
   n = std::min(n, task->data_in.size());
+  if (n == 0) return 0;
   std::memcpy(task->data_in.data(), src, n);
   task->data_in_length = static_cast<uint32_t>(n);
   return n;
@@ -136,11 +137,13 @@ void FakeDevice::Execute(scsi::Task* task) {
         break;
       }
       size_t bytes = count * kBlockSize;
+      task->transfer_length = static_cast<uint32_t>(bytes);
       if (cdb[0] == 0x28 || cdb[0] == 0x88) {
         CopyIn(task, data_.data() + lba * kBlockSize, bytes);
       } else {
-        size_t n = std::min(bytes, task->data_out.size());
-        std::memcpy(data_.data() + lba * kBlockSize, task->data_out.data(), n);
+        // Whole blocks only: what the CDB asks for, cut to what the initiator sent.
+        size_t n = std::min(bytes, task->data_out.size()) / kBlockSize * kBlockSize;
+        if (n > 0) std::memcpy(data_.data() + lba * kBlockSize, task->data_out.data(), n);
       }
       break;
     }

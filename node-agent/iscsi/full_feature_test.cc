@@ -295,7 +295,7 @@ TEST_F(FullFeatureTest, DataDigestErrorIsRejectedAndCloses) {
   EXPECT_TRUE(ini->WaitClosed());
 }
 
-TEST_F(FullFeatureTest, WrongDataSnIsProtocolError) {
+TEST_F(FullFeatureTest, WrongDataSnFailsOnlyThatCommand) {
   StartServer();
   auto ini = LoggedIn();
   std::vector<uint8_t> data(1024, 2);
@@ -304,12 +304,21 @@ TEST_F(FullFeatureTest, WrongDataSnIsProtocolError) {
   auto r2t = ini->Receive();
   ASSERT_TRUE(r2t);
   ASSERT_EQ(r2t->bhs.opcode(), Opcode::kR2t);
-  ini->Send(DataOut(cmd, r2t->bhs.Field32(20), 5, 0, true), data);
+  uint32_t ttt = r2t->bhs.Field32(20);
+  ini->Send(DataOut(cmd, ttt, 5, 0, false), {data.data(), 512});
   auto r = ini->Receive();
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->bhs.opcode(), Opcode::kReject);
-  EXPECT_TRUE(ini->WaitClosed());
+  ASSERT_EQ(r->bhs.opcode(), Opcode::kScsiResponse);
+  EXPECT_EQ(r->bhs.itt(), cmd.itt());
+  EXPECT_EQ(r->bhs.bytes[3], 0x02);                                      // CHECK CONDITION
+  EXPECT_EQ(r->data[2 + 2] & 0x0f, 0x0b);                                // ABORTED COMMAND
+  EXPECT_EQ(r->data[2 + 12], 0x4b);                                      // DATA PHASE ERROR
+  ini->Send(DataOut(cmd, ttt, 1, 512, true), {data.data() + 512, 512});  // Discarded.
   EXPECT_EQ(device_.submitted.load(), 0);
+  ini->Send(ini->NopOut());
+  auto nop = ini->Receive();
+  ASSERT_TRUE(nop);
+  EXPECT_EQ(nop->bhs.opcode(), Opcode::kNopIn);  // The connection lives on.
 }
 
 TEST_F(FullFeatureTest, WindowClosesWhileDeviceHoldsQueueDepthTasks) {

@@ -3,6 +3,7 @@
 // through free lists, so steady-state I/O does not touch the heap.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -56,9 +57,11 @@ struct IscsiTask : public scsi::Task {
   uint32_t capacity = 0;
 
   uint32_t ttt() const { return (static_cast<uint32_t>(generation) << 16) | (index & 0xffff); }
+  // The buffer is never null, even for zero-length transfers: the SCSI layer may memcpy into an
+  // empty span, and memcpy with a null pointer is undefined even for zero bytes.
   void EnsureCapacity(uint32_t bytes) {
-    if (bytes > capacity) {
-      uint32_t rounded = (bytes + 65535u) & ~65535u;
+    if (bytes > capacity || !buffer) {
+      uint32_t rounded = std::max<uint32_t>((bytes + 65535u) & ~65535u, 65536u);
       buffer = std::make_unique_for_overwrite<uint8_t[]>(rounded);
       capacity = rounded;
     }

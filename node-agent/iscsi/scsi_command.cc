@@ -168,13 +168,20 @@ void Connection::Respond(IscsiTask* task) {
     counters.write_commands++;
     task->expected_data_sn = 0;
     counters.write_bytes += task->received;
-    bool under = task->received < task->edtl;
-    SendScsiResponse(task, under ? task->edtl - task->received : 0, under, false);
+    uint32_t wanted = task->transfer_length != scsi::Task::kUnknownLength ? task->transfer_length
+                                                                          : task->received;
+    bool over = wanted > task->edtl;
+    bool under = wanted < task->edtl;
+    SendScsiResponse(task, over ? wanted - task->edtl : task->edtl - wanted, under, over);
     return;
   }
   uint32_t length = task->read ? std::min(task->data_in_length, task->edtl) : 0;
-  bool under = task->read && length < task->edtl;
-  uint32_t residual = under ? task->edtl - length : 0;
+  // Residuals (§11.4.5.1): overflow when the CDB asked for more than the EDTL (the logical unit
+  // tells us through transfer_length), otherwise underflow by what was not transferred.
+  bool over =
+      task->transfer_length != scsi::Task::kUnknownLength && task->transfer_length > task->edtl;
+  bool under = !over && length < task->edtl;
+  uint32_t residual = over ? task->transfer_length - task->edtl : task->edtl - length;
   if (task->read) {
     counters.read_commands++;
     counters.read_bytes += length;
@@ -197,6 +204,7 @@ void Connection::Respond(IscsiTask* task) {
     if (last && collapse) {
       flags |= 0x80 | 0x01;
       if (under) flags |= 0x02;
+      if (over) flags |= 0x04;
       bhs.bytes[3] = static_cast<uint8_t>(task->status);
       bhs.SetField32(44, residual);
     }
@@ -213,7 +221,7 @@ void Connection::Respond(IscsiTask* task) {
     offset += n;
   }
   task->expected_data_sn = data_sn;  // Reported as ExpDataSN in the SCSI Response.
-  if (!collapse) SendScsiResponse(task, residual, under, false);
+  if (!collapse) SendScsiResponse(task, residual, under, over);
 }
 
 void Connection::SendScsiResponse(IscsiTask* task, uint32_t residual, bool underflow,
