@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 
 import yaml
 
@@ -23,10 +24,11 @@ def agent_binary():
 class Agent:
     """A vios-agent process serving `config` (a dict in the agent's YAML schema)."""
 
-    def __init__(self, workdir, config, host="127.0.0.1", port=None):
+    def __init__(self, workdir, config, host="127.0.0.1", port=None, netns=None):
         self.workdir = workdir
         self.host = host
-        self.port = port or procs.free_port(host)
+        self.netns = netns  # lib.netns.Host to run in, or None for this namespace.
+        self.port = port or (3260 if netns else procs.free_port(host))
         self.config = dict(config)
         self.config.setdefault("listen", {})["iscsi"] = ["%s:%d" % (self.host, self.port)]
         self.config_path = os.path.join(workdir, "agent.yaml")
@@ -38,11 +40,25 @@ class Agent:
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([agent_binary(), "--config", self.config_path, *extra_args],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        argv = [agent_binary(), "--config", self.config_path, *extra_args]
+        if self.netns:
+            argv = self.netns.command(argv)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        procs.wait_for_listener(self.host, self.port, proc=self.proc, log=self.log_path)
+        self._wait_started()
         return self
+
+    def _wait_started(self, timeout=60.0):
+        """The agent logs "agent started" once every portal listens."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if '"msg":"agent started"' in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("vios-agent exited with %s:\n%s"
+                                   % (self.proc.returncode, self.log()[-4000:]))
+            time.sleep(0.05)
+        raise TimeoutError("vios-agent did not start in %.0fs:\n%s" % (timeout, self.log()[-4000:]))
 
     def url(self, target, lun=0):
         return "iscsi://%s:%d/%s/%d" % (self.host, self.port, target, lun)

@@ -6,6 +6,7 @@
 
 #include "common/log/log.h"
 #include "node-agent/backend/file_backend.h"
+#include "node-agent/backend/iscsi_backend.h"
 #include "node-agent/pool/extent_allocator.h"
 #include "node-agent/router/router.h"
 #include "node-agent/scsi/spc2_reservation.h"
@@ -34,11 +35,25 @@ std::pair<std::string, uint16_t> SplitHostPort(const std::string& address, const
   return {host, static_cast<uint16_t>(port)};
 }
 
-// OpenIscsiBackend logs in to a SAN LUN with libiscsi.
+// OpenIscsiBackend logs in to a SAN LUN with libiscsi, as the configured initiator (a
+// pass-through LUN uses the virtual port's own initiator name: the NPIV analogue).
 std::unique_ptr<backend::BlockDevice> OpenIscsiBackend(const IscsiBackendConfig& config,
+                                                       const std::string& node_name,
                                                        std::string* error) {
-  *error = "iscsi backend " + config.iqn + ": not available in this build";
-  return nullptr;
+  backend::IscsiBackendOptions options;
+  options.portal = config.portal;
+  options.target = config.iqn;
+  options.lun = static_cast<int>(config.lun);
+  if (!config.initiator_name.empty()) {
+    options.initiator_name = config.initiator_name;
+  } else if (!node_name.empty()) {
+    options.initiator_name = "iqn.2026-11.dev.vios:agent:" + node_name;
+  }
+  if (config.chap) {
+    options.chap_user = config.chap->user;
+    options.chap_secret = config.chap->secret;
+  }
+  return backend::IscsiBackend::Open(options, error);
 }
 
 }  // namespace
@@ -68,7 +83,7 @@ void Agent::OpenBackends() {
         options.create = b.file && b.file->create;
         device = backend::FileBackend::Open(options, &error);
       } else {
-        device = OpenIscsiBackend(*b.iscsi, &error);
+        device = OpenIscsiBackend(*b.iscsi, config_.node_name, &error);
       }
       std::string where = "pools." + pool_config.name + ".backends." + b.name;
       if (!device) throw AgentError(where + ": " + error);
