@@ -73,13 +73,11 @@ std::string OpenSslErrors() {
 }  // namespace
 
 void StreamCancel::Cancel() {
-  std::function<void()> interrupt;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    interrupt = interrupt_;
-  }
-  if (interrupt) interrupt();
+  // The interrupt runs under mu_ so that Detach (which takes mu_) cannot return, and the stream's
+  // client be destroyed, while it is still being shut down.
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  if (interrupt_) interrupt_();
 }
 
 bool StreamCancel::cancelled() const {
