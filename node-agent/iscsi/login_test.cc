@@ -2,6 +2,9 @@
 // negotiation answers, failure statuses for bad input, CHAP, ACL, discovery, reinstatement.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "node-agent/iscsi/chap.h"
 #include "node-agent/iscsi/server_fixture_test_util.h"
 
@@ -228,6 +231,97 @@ TEST_F(LoginTest, TargetOnOtherPortalGroupIsInvisibleHere) {
   TextKeys first = ok.first_login.Keys();
   ASSERT_TRUE(first.Has("TargetPortalGroupTag"));
   EXPECT_EQ(*first.Find("TargetPortalGroupTag"), "2");
+}
+
+TEST_F(LoginTest, LoginTextSplitOverContinuationPdus) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  std::string text = std::string("InitiatorName=") + kInitiatorName + '\0' +
+                     "TargetName=" + kTargetName + '\0' + "AuthMethod=None" + '\0';
+  size_t half = text.size() / 2;  // Splits a key=value pair in the middle.
+  Bhs b;
+  b.SetOpcode(Opcode::kLoginRequest);
+  b.bytes[0] |= 0x40;
+  b.SetFlags(0x40 | 0x01);  // C, CSG=0, NSG=1.
+  b.bytes[8] = 0x80;
+  b.SetItt(1);
+  ini.Send(b, std::vector<uint8_t>(text.begin(), text.begin() + half));
+  auto ack = ini.Receive();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(LoginStatusOf(*ack), 0);
+  EXPECT_EQ(ack->data.size(), 0u);
+  EXPECT_EQ(ack->bhs.flags() & 0xc0, 0);  // Neither T nor C: "send the rest".
+  b.SetFlags(0x80 | 0x01);                // T, CSG=0, NSG=1.
+  ini.Send(b, std::vector<uint8_t>(text.begin() + half, text.end()));
+  auto r = ini.Receive();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(LoginStatusOf(*r), 0);
+  EXPECT_EQ(*r->Keys().Find("AuthMethod"), "None");
+  EXPECT_EQ(r->bhs.flags() & 0x80, 0x80);
+}
+
+TEST_F(LoginTest, LongSendTargetsAnswerIsContinued) {
+  StartServer();
+  for (int i = 0; i < 40; ++i) {
+    TargetConfig extra;
+    extra.iqn = "iqn.2026-11.dev.vios:volume-with-a-rather-long-name-" + std::to_string(i);
+    extra.allowed_initiators = {"*"};
+    ASSERT_TRUE(registry_.Add(std::make_shared<Target>(extra, &device_)));
+  }
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  TextKeys ops;
+  ops.Add("MaxRecvDataSegmentLength", "512");
+  ASSERT_EQ(ini.LoginNone(kInitiatorName, "", ops), 0);
+  Bhs text;
+  text.SetOpcode(Opcode::kTextRequest);
+  text.bytes[0] |= 0x40;
+  text.SetFlags(0x80);
+  text.SetItt(5);
+  text.SetField32(20, kReservedTag);
+  const std::string st("SendTargets=All\0", 16);
+  ini.Send(text, std::vector<uint8_t>(st.begin(), st.end()));
+  std::string all;
+  int pdus = 0;
+  while (true) {
+    auto r = ini.Receive();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->bhs.opcode(), Opcode::kTextResponse);
+    ASSERT_LE(r->data.size(), 512u);
+    all.append(r->data.begin(), r->data.end());
+    ++pdus;
+    if (r->bhs.flags() & 0x80) break;
+    ASSERT_EQ(r->bhs.flags() & 0x40, 0x40);  // C: more to come.
+    text.SetFlags(0x80);
+    text.SetField32(20, r->bhs.Field32(20));  // Echo the TTT with an empty request.
+    ini.Send(text);
+  }
+  EXPECT_GT(pdus, 4);
+  // Repeated keys (TargetName, TargetAddress) are fine in SendTargets; count the names.
+  size_t names = 0;
+  for (size_t pos = 0; (pos = all.find("TargetName=", pos)) != std::string::npos; ++pos) ++names;
+  EXPECT_EQ(names, 41u);
+}
+
+TEST_F(LoginTest, RemovingTargetWaitsForInFlightCommands) {
+  StartServer();
+  device_.Hold(true);
+  auto ini = LoggedIn();
+  ini->Send(ini->Command(TestInitiator::Read10(0, 1), 512, true, false));
+  ASSERT_TRUE(WaitFor([&] { return device_.HeldCount() == 1; }));
+  std::atomic<bool> removed{false};
+  std::thread remover([&] {
+    registry_.Remove(kTargetName);
+    removed = true;
+  });
+  EXPECT_TRUE(ini->WaitClosed());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(removed.load());  // The Device still holds a task of that target.
+  device_.ReleaseAll();
+  remover.join();
+  EXPECT_TRUE(removed.load());
+  EXPECT_EQ(device_.nexus_removed.load(), 1);
 }
 
 }  // namespace
