@@ -183,12 +183,13 @@ TEST_F(ClusterAgentTest, RegistersMemberAndRenewsLease) {
   lease = admin_->Get(res::kLeases, ns_, "node-a");
   EXPECT_NE(lease["spec"]["renewTime"], first) << "the Lease was not renewed";
   EXPECT_EQ(lease["spec"]["acquireTime"], acquired);
-  EXPECT_GE(agent.State().heartbeats, 3u);
+  EXPECT_GE(agent.State().heartbeats, 2u);
 
   // The operator's status.state and the agent's status fields coexist.
   SetMemberState("node-a", "Up");
   agent.SetLocalStatus(
-      {.paths = {{.pool = "default", .backend = "file0", .state = "Healthy"}}, .virtual_ports = 2});
+      {.paths = {{.pool = "default", .backend = "file0", .state = "Healthy", .message = ""}},
+       .virtual_ports = 2});
   ASSERT_TRUE(agent.WaitFor(
       [](const ClusterView& v, const AgentState&) { return v.self_state == "Up"; }, kWait));
   const auto deadline = Clock::now() + kWait;
@@ -238,7 +239,7 @@ TEST_F(ClusterAgentTest, SeesPeersConfigChangesAndServedVolumes) {
     const size_t from = rec.size();
     const auto t0 = Clock::now();
     admin_->Patch(res::kVIOSClusters, ns_, "local",
-                  {{"spec", {{"paths", {{"failureThreshold", 3 + i}}}}}});
+                  {{"spec", {{"paths", {{"failureThreshold", 4 + i}}}}}});
     auto at = rec.WaitFor(events::MessageType::kConfigChanged, "cluster/local", from);
     ASSERT_TRUE(at.has_value()) << "no ConfigChanged for change " << i;
     ms.push_back(std::chrono::duration<double, std::milli>(*at - t0).count());
@@ -248,7 +249,7 @@ TEST_F(ClusterAgentTest, SeesPeersConfigChangesAndServedVolumes) {
       "[ MEASURED ] VIOSCluster spec change -> ConfigChanged on the bus: p50 %.1f ms, "
       "max %.1f ms (10 changes)\n",
       ms[ms.size() / 2], ms.back());
-  EXPECT_EQ(a.Snapshot().config->spec["paths"]["failureThreshold"], 12);
+  EXPECT_EQ(a.Snapshot().config->spec["paths"]["failureThreshold"], 13);
 
   // Served volumes: attached to node-a -> VolumeAttached with its extents; to node-b: not ours.
   CreateVolume("pvc-1");

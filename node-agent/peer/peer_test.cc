@@ -236,7 +236,8 @@ TEST_F(PeerChannelTest, MissingCertificateFileIsAClearError) {
   PeerTls tls = pki_->Tls("node-b", "cluster-ca");
   tls.cert_file = (pki_->dir() / "absent.crt").string();
   try {
-    PeerClient client({.address = "127.0.0.1:1", .tls = tls});
+    PeerClient client(
+        {.address = "127.0.0.1:1", .server_name = "", .member = "node-b", .tls = tls});
     FAIL() << "constructed a client without a certificate";
   } catch (const PeerError& e) {
     EXPECT_NE(std::string(e.what()).find("absent.crt"), std::string::npos) << e.what();

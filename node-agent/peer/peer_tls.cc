@@ -56,8 +56,11 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const PeerTls& tls) {
 }
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const PeerTls& tls) {
+  // The provider first: TlsCredentialsOptions owns a C object that only credentials creation
+  // frees, so nothing may throw between constructing options and TlsCredentials().
+  auto provider = Provider(tls);
   grpc::experimental::TlsChannelCredentialsOptions options;
-  options.set_certificate_provider(Provider(tls));
+  options.set_certificate_provider(provider);
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);
