@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/client_context.h>
@@ -17,6 +18,7 @@
 
 #include "common/events/event_bus.h"
 #include "node-agent/peer/peer_client.h"
+#include "node-agent/peer/peer_fanout.h"
 #include "node-agent/peer/peer_server.h"
 
 namespace vios::agent::peer {
@@ -253,6 +255,44 @@ TEST_F(PeerChannelTest, DeadPeerFailsWithinTheDeadline) {
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_THROW(client.Health(), PeerError);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+}
+
+TEST_F(PeerChannelTest, FanoutSendsOwnPathMessagesToPeersInOrder) {
+  StartServer();           // the peer: node-a
+  events::EventBus local;  // node-b's bus
+  const std::string addr = "127.0.0.1:" + std::to_string(server_->port());
+  PeerFanout fanout({.member = "node-b",
+                     .tls = pki_->Tls("node-b", "cluster-ca"),
+                     .peers =
+                         [&] {
+                           return std::vector<PeerTarget>{{"node-a", addr}};
+                         }},
+                    local);
+  auto msg = [](events::MessageType type, const std::string& source, const std::string& subject) {
+    events::Message m;
+    m.type = type;
+    m.source = source;
+    m.subject = subject;
+    return m;
+  };
+  for (int i = 0; i < 20; ++i) {
+    local.Publish(msg(events::MessageType::kPathLost, "node-b", "backend/b" + std::to_string(i)));
+  }
+  // Not sent: a message relayed from another member, and a type peers learn elsewhere.
+  local.Publish(msg(events::MessageType::kPathLost, "node-c", "x"));
+  local.Publish(msg(events::MessageType::kMemberJoined, "node-b", "y"));
+  local.Flush();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fanout.GetStats().sent < 20 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto got = Received();
+  ASSERT_EQ(got.size(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(got[i].subject, "backend/b" + std::to_string(i));
+    EXPECT_EQ(got[i].source, "node-b");
+  }
+  EXPECT_EQ(fanout.GetStats().failed, 0u);
 }
 
 }  // namespace
