@@ -33,7 +33,7 @@ bool LocalPersistentReservations::Init(std::string* error) {
   std::lock_guard<std::mutex> lock(mutex_);
   state_ = std::move(state);
   version_ = stored.version;
-  empty_.store(state_.Empty());
+  unrestricted_.store(state_.Unrestricted());
   return true;
 }
 
@@ -60,7 +60,7 @@ bool LocalPersistentReservations::Handles(uint8_t opcode) const {
 
 bool LocalPersistentReservations::Allows(const scsi::Nexus& nexus, const uint8_t* cdb,
                                          size_t cdb_length) {
-  if (empty_.load(std::memory_order_acquire)) {
+  if (unrestricted_.load(std::memory_order_acquire)) {
     return true;
   }
   bool allowed = false;
@@ -86,7 +86,7 @@ bool LocalPersistentReservations::CommitLocked(
       case CasResult::kOk:
         state_ = result->state;
         version_ = new_version;
-        empty_.store(state_.Empty(), std::memory_order_release);
+        unrestricted_.store(state_.Unrestricted(), std::memory_order_release);
         return true;
       case CasResult::kConflict: {
         // Someone else wrote: recompute the command against what is stored now.
@@ -99,7 +99,7 @@ bool LocalPersistentReservations::CommitLocked(
         }
         state_ = stored.state;
         version_ = stored.version;
-        empty_.store(state_.Empty(), std::memory_order_release);
+        unrestricted_.store(state_.Unrestricted(), std::memory_order_release);
         *result = compute(state_);
         break;
       }

@@ -72,7 +72,7 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   mutable std::mutex mutex_;  // Guards state_, version_; never held while calling sinks.
   PrState state_;
   uint64_t version_ = 0;
-  std::atomic<bool> empty_{true};  // state_.Empty(): Allows skips the lock (the I/O fast path).
+  std::atomic<bool> unrestricted_{true};  // state_.Unrestricted(): Allows skips the lock.
   std::mutex sink_mutex_;
   UnitAttentionSink ua_sink_;
   AbortSink abort_sink_;

@@ -91,8 +91,9 @@ struct PrState {
   Registration* Find(const scsi::Nexus& nexus);
   // IsHolder: the nexus holds the reservation (any registrant for the all-registrants types).
   bool IsHolder(const scsi::Nexus& nexus) const;
-  // Empty: nothing persistent and no SPC-2 reservation (Allows' fast path).
-  bool Empty() const { return registrations.empty() && !Reserved() && !spc2Holder.has_value(); }
+  // Unrestricted: no reservation of either kind, so every nexus may run every command
+  // (registrations alone restrict nothing): Allows' lock-free fast path.
+  bool Unrestricted() const { return !Reserved() && !spc2Holder.has_value(); }
   bool operator==(const PrState&) const = default;
 };
 
