@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <set>
 #include <string>
 
@@ -58,6 +59,25 @@ TEST_F(LogicalUnitTest, RdprotectRejected) {
   TestTask t({0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0}, 512);
   t.Run(lu_);
   EXPECT_SENSE(t, SenseKey::kIllegalRequest, 0x24, 0x00);
+}
+
+TEST(OpcodeTableTest, EveryEntryIsFoundAndSameOpcodesAreAdjacent) {
+  const auto table = LogicalUnit::Opcodes();
+  std::set<uint8_t> closed;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& e = table[i];
+    if (i > 0 && table[i - 1].opcode != e.opcode) {
+      closed.insert(table[i - 1].opcode);
+    }
+    EXPECT_FALSE(closed.count(e.opcode)) << "opcode " << int(e.opcode) << " split in the table";
+    std::array<uint8_t, 16> cdb{};
+    cdb[0] = e.opcode;
+    cdb[1] = static_cast<uint8_t>(e.service_action);
+    bool bad = false;
+    EXPECT_EQ(LogicalUnit::FindOpcode(cdb.data(), &bad), &e) << e.name;
+    EXPECT_EQ(e.usage[0], e.opcode) << e.name;
+    EXPECT_EQ(e.usage[e.cdb_length - 1], 0) << e.name << ": control byte";
+  }
 }
 
 TEST_F(LogicalUnitTest, TestUnitReadyIsGood) {

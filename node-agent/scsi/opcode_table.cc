@@ -24,6 +24,8 @@ constexpr uint8_t kRes = LogicalUnit::kReservation;
 
 }  // namespace
 
+// Entries of one opcode must be adjacent (FindOpcode walks them from the first); a unit test
+// checks.
 std::span<const LogicalUnit::OpcodeEntry> LogicalUnit::Opcodes() {
   static const E kTable[] = {
       // SPC-4 primary commands.
@@ -350,15 +352,25 @@ std::span<const LogicalUnit::OpcodeEntry> LogicalUnit::Opcodes() {
 
 const LogicalUnit::OpcodeEntry* LogicalUnit::FindOpcode(const uint8_t* cdb,
                                                         bool* bad_service_action) {
+  // Index of the first entry per opcode, built once: dispatch costs one lookup per command.
+  static const std::array<int16_t, 256> kFirst = [] {
+    std::array<int16_t, 256> first;
+    first.fill(-1);
+    const auto table = Opcodes();
+    for (size_t i = table.size(); i-- > 0;) {
+      first[table[i].opcode] = static_cast<int16_t>(i);
+    }
+    return first;
+  }();
   *bad_service_action = false;
-  for (const E& entry : Opcodes()) {
-    if (entry.opcode != cdb[0]) {
-      continue;
-    }
-    if (!entry.has_service_action) {
-      return &entry;
-    }
-    if (entry.service_action == (cdb[1] & 0x1F)) {
+  const int16_t start = kFirst[cdb[0]];
+  if (start < 0) {
+    return nullptr;
+  }
+  const auto table = Opcodes();
+  for (size_t i = static_cast<size_t>(start); i < table.size() && table[i].opcode == cdb[0]; ++i) {
+    const E& entry = table[i];
+    if (!entry.has_service_action || entry.service_action == (cdb[1] & 0x1F)) {
       return &entry;
     }
     *bad_service_action = true;
