@@ -152,7 +152,9 @@ TEST_F(LibiscsiClientTest, LunResetReachesDevice) {
 }
 
 TEST_F(LibiscsiClientTest, SeveralSessionsShareOneTarget) {
-  StartServer({});
+  ServerConfig sc;
+  sc.event_loops = 3;  // Connections spread over three loop threads.
+  StartServer({}, sc);
   std::vector<Context> contexts;
   for (int i = 0; i < 4; ++i) {
     contexts.push_back(NewContext());
