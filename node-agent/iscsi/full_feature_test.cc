@@ -279,14 +279,23 @@ TEST_F(FullFeatureTest, DataDigestErrorIsRejectedAndCloses) {
   auto ini = std::make_unique<TestInitiator>();
   ASSERT_TRUE(ini->Connect(port_));
   TextKeys ops;
+  ops.Add("HeaderDigest", "CRC32C");
   ops.Add("DataDigest", "CRC32C");
   ASSERT_EQ(ini->LoginNone(kInitiatorName, kTargetName, ops), 0);
+  ini->header_digest = true;
   ini->data_digest = true;
   std::vector<uint8_t> data(512, 1);
   ini->Send(ini->Command(TestInitiator::Write10(0, 1), 512, false, true), data);
   auto ok = ini->Receive();
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->bhs.opcode(), Opcode::kScsiResponse);
+  // Our own Data-In carries a correct data digest (and a header digest when both are on).
+  ini->Send(ini->Command(TestInitiator::Read10(0, 1), 512, true, false));
+  auto read = ini->Receive();
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->bhs.opcode(), Opcode::kDataIn);
+  EXPECT_TRUE(read->digests_ok);
+  EXPECT_EQ(read->data, data);
   ini->Send(ini->Command(TestInitiator::Write10(0, 1), 512, false, true), data, {}, true);
   auto r = ini->Receive();
   ASSERT_TRUE(r);

@@ -75,6 +75,13 @@ TEST_F(LoginTest, MissingInitiatorNameIsMissingParameter) {
   EXPECT_TRUE(ini.WaitClosed());
 }
 
+TEST_F(LoginTest, NamesCompareCaseInsensitively) {
+  StartServer();
+  TestInitiator ini;
+  ASSERT_TRUE(ini.Connect(port_));
+  EXPECT_EQ(ini.LoginNone("IQN.2026-11.dev.VIOS:Client", "iqn.2026-11.DEV.vios:VOL1"), 0);
+}
+
 TEST_F(LoginTest, UnknownTargetIsNotFound) {
   StartServer();
   TestInitiator ini;

@@ -6,13 +6,26 @@
 #include "common/log/log.h"
 
 namespace vios::iscsi {
+namespace {
+
+// iSCSI names are compared in their normalized, lower-case form (RFC 7143 §4.2.7.1, RFC 3722).
+std::string Normalize(std::string_view name) {
+  std::string out(name);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace
 
 Target::Target(TargetConfig config, scsi::Device* device)
     : config_(std::move(config)), device_(device) {}
 
 bool Target::InitiatorAllowed(std::string_view initiator) const {
+  std::string name = Normalize(initiator);
   for (const auto& allowed : config_.allowed_initiators) {
-    if (allowed == "*" || allowed == initiator) return true;
+    if (allowed == "*" || Normalize(allowed) == name) return true;
   }
   return false;
 }
@@ -45,12 +58,12 @@ void Target::Remove() {
 
 bool TargetRegistry::Add(std::shared_ptr<Target> target) {
   std::lock_guard<std::mutex> lock(mu_);
-  return targets_.emplace(target->iqn(), target).second;
+  return targets_.emplace(Normalize(target->iqn()), target).second;
 }
 
 std::shared_ptr<Target> TargetRegistry::Find(std::string_view iqn) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = targets_.find(iqn);
+  auto it = targets_.find(Normalize(iqn));
   return it == targets_.end() ? nullptr : it->second;
 }
 
@@ -65,7 +78,7 @@ bool TargetRegistry::Remove(std::string_view iqn) {
   std::shared_ptr<Target> target;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = targets_.find(iqn);
+    auto it = targets_.find(Normalize(iqn));
     if (it == targets_.end()) return false;
     target = it->second;
     targets_.erase(it);

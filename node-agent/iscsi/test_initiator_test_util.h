@@ -25,6 +25,7 @@ namespace vios::iscsi::testing {
 struct RawPdu {
   Bhs bhs;
   std::vector<uint8_t> data;
+  bool digests_ok = true;  // Header and data digests (when in force) matched.
   TextKeys Keys() const {
     TextKeys k;
     std::string error;
@@ -88,11 +89,20 @@ class TestInitiator {
   std::optional<RawPdu> Receive(int timeout_ms = 2000) {
     RawPdu pdu;
     if (!ReadExact(pdu.bhs.bytes.data(), kBhsLength, timeout_ms)) return std::nullopt;
-    std::vector<uint8_t> skip(pdu.bhs.total_ahs_words() * 4u + (header_digest ? 4u : 0u));
-    if (!skip.empty() && !ReadExact(skip.data(), skip.size(), timeout_ms)) return std::nullopt;
+    std::vector<uint8_t> ahs(pdu.bhs.total_ahs_words() * 4u + (header_digest ? 4u : 0u));
+    if (!ahs.empty() && !ReadExact(ahs.data(), ahs.size(), timeout_ms)) return std::nullopt;
+    if (header_digest) {
+      std::vector<uint8_t> header(pdu.bhs.bytes.begin(), pdu.bhs.bytes.end());
+      header.insert(header.end(), ahs.begin(), ahs.end() - 4);
+      pdu.digests_ok = Crc32c(header.data(), header.size()) == LoadLe32(&ahs[ahs.size() - 4]);
+    }
     uint32_t dsl = pdu.bhs.data_segment_length();
-    std::vector<uint8_t> data(dsl + PadLength(dsl) + (data_digest && dsl ? 4u : 0u));
+    uint32_t padded = dsl + PadLength(dsl);
+    std::vector<uint8_t> data(padded + (data_digest && dsl ? 4u : 0u));
     if (!data.empty() && !ReadExact(data.data(), data.size(), timeout_ms)) return std::nullopt;
+    if (data_digest && dsl > 0) {
+      pdu.digests_ok = pdu.digests_ok && Crc32c(data.data(), padded) == LoadLe32(&data[padded]);
+    }
     data.resize(dsl);
     pdu.data = std::move(data);
     if (pdu.bhs.opcode() != Opcode::kNopIn || pdu.bhs.itt() != kReservedTag) {
