@@ -12,6 +12,7 @@ void LogicalUnit::CompareAndWrite(Task* task) {
   const uint8_t* c = task->cdb.data();
   const uint64_t lba = wire::Load64(c + 2);
   const uint64_t blocks = c[13];
+  SetTransferLength(task, 2 * blocks * block_size_);
   if (blocks > config_.max_compare_and_write_blocks) {
     SetInvalidFieldInCdb(task, 13);
     task->Complete();

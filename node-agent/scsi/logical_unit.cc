@@ -294,6 +294,11 @@ void LogicalUnit::SetIoError(CommandContext* ctx, bool write) {
       .Field("lba", ctx->lba);
 }
 
+void LogicalUnit::SetTransferLength(Task* task, uint64_t bytes) {
+  task->transfer_length =
+      static_cast<uint32_t>(std::min<uint64_t>(bytes, Task::kUnknownLength - 1));
+}
+
 bool LogicalUnit::CheckRange(Task* task, uint64_t lba, uint64_t blocks) {
   const uint64_t capacity = BlockCount();
   if (lba > capacity || blocks > capacity - lba) {

@@ -144,6 +144,9 @@ class LogicalUnit {
   void SubmitIo(CommandContext* ctx, backend::IoOp op, CommandContext::Step on_done);
   // Fails the task with sense from a backend errno.
   void SetIoError(CommandContext* ctx, bool write);
+  // SetTransferLength records the bytes the CDB itself transfers (Task::transfer_length), so the
+  // transport can report residual overflow/underflow against its expected length.
+  static void SetTransferLength(Task* task, uint64_t bytes);
   // CheckRange validates [lba, lba+blocks) against capacity and sets sense on failure.
   bool CheckRange(Task* task, uint64_t lba, uint64_t blocks);
   // Respond copies a built response into data_in (truncated to the allocation length) and GOOD.

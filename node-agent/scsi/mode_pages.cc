@@ -123,6 +123,7 @@ void LogicalUnit::ModeSelect10(Task* task) { ModeSelect(task, true); }
 void LogicalUnit::ModeSelect(Task* task, bool ten) {
   const uint8_t* c = task->cdb.data();
   const uint32_t list_length = ten ? wire::Load16(c + 7) : c[4];
+  SetTransferLength(task, list_length);
   const auto fail_param = [task](uint16_t byte) {
     SetInvalidFieldInParameterList(task, byte);
     task->Complete();

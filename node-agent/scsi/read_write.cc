@@ -88,6 +88,7 @@ void LogicalUnit::SynchronizeCache16(Task* task) {
 }
 
 void LogicalUnit::StartRead(Task* task, uint64_t lba, uint64_t blocks) {
+  SetTransferLength(task, blocks * block_size_);
   if (blocks > config_.max_transfer_bytes / block_size_) {
     SetInvalidFieldInCdb(task, 0);
     task->Complete();
@@ -154,6 +155,7 @@ void LogicalUnit::ReadTailDone(CommandContext* ctx) {
 }
 
 void LogicalUnit::StartWrite(Task* task, uint64_t lba, uint64_t blocks, bool fua) {
+  SetTransferLength(task, blocks * block_size_);
   if (blocks > config_.max_transfer_bytes / block_size_) {
     SetInvalidFieldInCdb(task, 0);
     task->Complete();
@@ -216,6 +218,7 @@ void LogicalUnit::FlushDone(CommandContext* ctx) {
 // VERIFY (SBC-3 §5.34): BYTCHK 0 checks the range only (the backend reports unreadable media on
 // reads); 1 compares Data-Out with the medium; 3 compares one block with every block.
 void LogicalUnit::StartVerify(Task* task, uint64_t lba, uint64_t blocks, uint8_t bytchk) {
+  SetTransferLength(task, bytchk == 1 ? blocks * block_size_ : (bytchk == 3 ? block_size_ : 0));
   if (bytchk == 2) {
     SetInvalidFieldInCdb(task, 1, 2);
     task->Complete();

@@ -110,6 +110,7 @@ TEST_F(ReadWriteTest, ShortDataOutRefusedWithoutWriting) {
   TestTask w({0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0}, 0, Pattern(512, 3));
   w.Run(lu_);
   EXPECT_SENSE(w, SenseKey::kIllegalRequest, 0x0E, 0x03);
+  EXPECT_EQ(w.task.transfer_length, 1024u);  // the transport reports the overflow residual
   EXPECT_EQ(disk_.count(backend::IoOp::kWrite), 0u);
 }
 
@@ -121,6 +122,7 @@ TEST_F(ReadWriteTest, ReadIntoSmallerBufferFillsWhatFits) {
   r.Run(lu_);
   EXPECT_GOOD(r);
   EXPECT_EQ(r.task.data_in_length, 700u);
+  EXPECT_EQ(r.task.transfer_length, 1024u);
   EXPECT_EQ(r.DataIn(), std::vector<uint8_t>(data.begin(), data.begin() + 700));
   TestTask r2({0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0}, 200);  // less than one block
   r2.Run(lu_);

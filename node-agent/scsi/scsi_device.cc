@@ -36,8 +36,12 @@ Asc AscFor(uint32_t bit) {
       return kAscReservationsReleased;
     case 8:
       return kAscCapacityDataHasChanged;
-    default:
+    case 16:
       return kAscReportedLunsDataHasChanged;
+    case 32:
+      return Asc{0x2A, 0x03};  // RESERVATIONS PREEMPTED
+    default:
+      return Asc{0x2A, 0x05};  // REGISTRATIONS PREEMPTED
   }
 }
 
@@ -91,6 +95,32 @@ std::shared_ptr<LogicalUnit> ScsiDevice::Lun(uint64_t lun) const {
 
 void ScsiDevice::NotifyCapacityChanged(uint64_t lun) {
   Establish(kUaCapacityChanged, lun, false, nullptr);
+}
+
+bool ScsiDevice::EstablishUnitAttention(const std::string& initiator_port,
+                                        const std::string& target_port, uint64_t lun, Asc asc) {
+  uint32_t bit = 0;
+  for (uint32_t b = 1; b <= kUaRegistrationsPreempted; b <<= 1) {
+    const Asc known = AscFor(b);
+    if (known.asc == asc.asc && known.ascq == asc.ascq) {
+      bit = b;
+    }
+  }
+  if (bit == 0) {
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(ua_mutex_);
+  for (NexusState& n : nexuses_) {
+    if (n.initiator_port == initiator_port && n.target_port == target_port) {
+      uint32_t& bits = n.pending[lun];
+      if (bits == 0) {
+        ua_pending_.fetch_add(1);
+      }
+      bits |= bit;
+      return true;
+    }
+  }
+  return false;
 }
 
 void ScsiDevice::Submit(Task* task) {

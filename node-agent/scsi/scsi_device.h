@@ -40,6 +40,11 @@ class ScsiDevice final : public Device {
   // NotifyCapacityChanged establishes CAPACITY DATA HAS CHANGED now; the device also notices a
   // changed backend size by itself on the next command.
   void NotifyCapacityChanged(uint64_t lun);
+  // EstablishUnitAttention queues a unit attention for one I_T nexus and LUN, for reservation
+  // policies: RESERVATIONS PREEMPTED (2A/03), RESERVATIONS RELEASED (2A/04), REGISTRATIONS
+  // PREEMPTED (2A/05), or any of the conditions above. False for other codes or unknown nexuses.
+  bool EstablishUnitAttention(const std::string& initiator_port, const std::string& target_port,
+                              uint64_t lun, Asc asc);
 
   // Device.
   void Submit(Task* task) override;
@@ -55,6 +60,8 @@ class ScsiDevice final : public Device {
     kUaReservationsReleased = 4,
     kUaCapacityChanged = 8,
     kUaReportedLunsChanged = 16,
+    kUaReservationsPreempted = 32,
+    kUaRegistrationsPreempted = 64,
   };
   struct LunEntry {
     std::shared_ptr<LogicalUnit> lu;

@@ -165,6 +165,21 @@ TEST_F(ScsiDeviceTest, NexusRemovalReleasesSpc2Reservation) {
   device_.Lun(0)->SetReservationPolicy(nullptr);
 }
 
+TEST_F(ScsiDeviceTest, ReservationPolicyCanPostUnitAttentions) {
+  TestTask a({0x00});
+  device_.NexusAdded(a.nexus);
+  TestTask clear({0x03, 0, 0, 0, 18, 0}, 18);
+  clear.Submit(device_);
+  EXPECT_TRUE(device_.EstablishUnitAttention(a.nexus.initiator_port, a.nexus.target_port, 0,
+                                             Asc{0x2A, 0x03}));
+  EXPECT_FALSE(
+      device_.EstablishUnitAttention("iqn.nobody,i,0x1", a.nexus.target_port, 0, Asc{0x2A, 0x03}));
+  EXPECT_FALSE(device_.EstablishUnitAttention(a.nexus.initiator_port, a.nexus.target_port, 0,
+                                              Asc{0x11, 0x00}));
+  a.Submit(device_);
+  EXPECT_SENSE(a, SenseKey::kUnitAttention, 0x2A, 0x03);
+}
+
 TEST_F(ScsiDeviceTest, LunMapChangesRaiseReportedLunsChanged) {
   TestTask a({0x00});
   device_.NexusAdded(a.nexus);

@@ -8,6 +8,7 @@ namespace vios::scsi {
 
 void LogicalUnit::Unmap(Task* task) {
   const uint16_t list_length = wire::Load16(task->cdb.data() + 7);
+  SetTransferLength(task, list_length);
   if (list_length == 0) {
     task->SetGood();  // Not an error: nothing to unmap (SBC-3 §5.28.1).
     task->Complete();

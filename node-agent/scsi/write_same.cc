@@ -33,6 +33,7 @@ void LogicalUnit::WriteSame16(Task* task) {
 }
 
 void LogicalUnit::StartWriteSame(Task* task, uint64_t lba, uint64_t blocks, uint8_t flags) {
+  SetTransferLength(task, (flags & kNdobBit) != 0 ? 0 : block_size_);
   // WSNZ=1 in VPD B0: zero blocks is not supported; so is anything beyond MAXIMUM WRITE SAME
   // LENGTH (SBC-3 §5.42).
   if (blocks == 0 || blocks > config_.max_write_same_blocks) {
