@@ -268,6 +268,43 @@ TEST_F(ProutTest, RegisterAndMoveHandsReservationToAnotherPort) {
   EXPECT_EQ(again.status, scsi::Status::kReservationConflict);
 }
 
+TEST_F(ProutTest, RegisterAndMoveRejectsBadInputWithoutChange) {
+  RegisterAll();
+  Apply(n1_, A::kReserve, 0x11, 0, 1);
+  const PrPort dest = PrPort::FromNexus(MakeNexus(4));
+  auto move = [&](uint64_t sa_key, uint16_t rel_port, std::vector<uint8_t> tid, int32_t delta) {
+    std::vector<uint8_t> p = ProutParams(0x11, sa_key);
+    scsi::wire::Store16(&p[18], rel_port);
+    scsi::wire::Store32(&p[20], static_cast<uint32_t>(tid.size()));
+    p.insert(p.end(), tid.begin(), tid.end());
+    const auto cdb = ProutCdb(A::kRegisterAndMove, 1, static_cast<uint32_t>(p.size() + delta));
+    p.resize(p.size() + static_cast<size_t>(std::max(delta, 0)), 0);
+    return PersistentReserveOut(state_, n1_, cdb, p);
+  };
+  const std::vector<uint8_t> good_tid = EncodeIscsiTransportId(dest);
+  ASSERT_TRUE(move(0x44, 1, good_tid, 0).good());
+  EXPECT_TRUE(HasSense(move(0, 1, good_tid, 0), scsi::SenseKey::kIllegalRequest,
+                       scsi::kAscInvalidFieldInParameterList));
+  EXPECT_TRUE(HasSense(move(0x44, 2, good_tid, 0), scsi::SenseKey::kIllegalRequest,
+                       scsi::kAscInvalidFieldInParameterList));
+  EXPECT_TRUE(HasSense(move(0x44, 1, EncodeIscsiTransportId(PrPort::FromNexus(n1_)), 0),
+                       scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidFieldInParameterList));
+  std::vector<uint8_t> bad_tid = good_tid;
+  bad_tid[0] = 0x05;
+  EXPECT_TRUE(HasSense(move(0x44, 1, bad_tid, 0), scsi::SenseKey::kIllegalRequest,
+                       scsi::kAscInvalidFieldInParameterList));
+  EXPECT_TRUE(HasSense(move(0x44, 1, good_tid, -4), scsi::SenseKey::kIllegalRequest,
+                       scsi::kAscParameterListLengthError));
+  for (const PrResult& r : {move(0, 1, good_tid, 0), move(0x44, 2, good_tid, 0)}) {
+    EXPECT_EQ(r.state, state_);
+  }
+  // All-registrants reservations cannot be moved.
+  state_ = PrState{};
+  RegisterAll();
+  Apply(n1_, A::kReserve, 0x11, 0, 7);
+  EXPECT_EQ(move(0x44, 1, good_tid, 0).status, scsi::Status::kReservationConflict);
+}
+
 // --- Bad input: standard sense, no change. ---
 
 TEST_F(ProutTest, WrongParameterListLengthIsLengthError) {
