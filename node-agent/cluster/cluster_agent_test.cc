@@ -235,20 +235,23 @@ TEST_F(ClusterAgentTest, SeesPeersConfigChangesAndServedVolumes) {
 
   // Spec changes arrive as ConfigChanged; measure from the write to the bus delivery.
   std::vector<double> ms;
+  std::vector<double> write_ms;  // of which: the PATCH round trip itself
   for (int i = 0; i < 10; ++i) {
     const size_t from = rec.size();
     const auto t0 = Clock::now();
     admin_->Patch(res::kVIOSClusters, ns_, "local",
                   {{"spec", {{"paths", {{"failureThreshold", 4 + i}}}}}});
+    write_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     auto at = rec.WaitFor(events::MessageType::kConfigChanged, "cluster/local", from);
     ASSERT_TRUE(at.has_value()) << "no ConfigChanged for change " << i;
     ms.push_back(std::chrono::duration<double, std::milli>(*at - t0).count());
   }
   std::sort(ms.begin(), ms.end());
+  std::sort(write_ms.begin(), write_ms.end());
   std::printf(
       "[ MEASURED ] VIOSCluster spec change -> ConfigChanged on the bus: p50 %.1f ms, "
-      "max %.1f ms (10 changes)\n",
-      ms[ms.size() / 2], ms.back());
+      "max %.1f ms (10 changes; the PATCH call itself p50 %.1f ms)\n",
+      ms[ms.size() / 2], ms.back(), write_ms[write_ms.size() / 2]);
   EXPECT_EQ(a.Snapshot().config->spec["paths"]["failureThreshold"], 13);
 
   // Served volumes: attached to node-a -> VolumeAttached with its extents; to node-b: not ours.
