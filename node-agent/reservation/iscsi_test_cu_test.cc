@@ -3,6 +3,7 @@
 // iscsi-test-cu process per suite, two initiator names (the PR suites need both).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <regex>
@@ -26,6 +27,11 @@ class IscsiTestCuTest : public ::testing::TestWithParam<const char*> {
     scsi::LogicalUnitConfig config;
     config.volume_id = "pr-cu";
     device_.AddLun(0, std::make_shared<scsi::LogicalUnit>(&disk_, config, &pr_));
+    pr_.SetUnitAttentionSink([this](const PrUnitAttention& ua) {
+      if (device_.EstablishUnitAttention(ua.port.InitiatorPort(), ua.port.targetPort, 0, ua.asc)) {
+        ++unit_attentions_;
+      }
+    });
     iscsi::TargetConfig target;
     target.iqn = kIqn;
     target.allowed_initiators = {"*"};
@@ -69,6 +75,7 @@ class IscsiTestCuTest : public ::testing::TestWithParam<const char*> {
   iscsi::TargetRegistry registry_;
   std::unique_ptr<iscsi::Server> server_;
   uint16_t port_ = 0;
+  std::atomic<int> unit_attentions_{0};
 };
 
 TEST_P(IscsiTestCuTest, SuitePasses) {

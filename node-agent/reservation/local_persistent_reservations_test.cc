@@ -13,6 +13,7 @@
 #include "node-agent/backend/memory_backend.h"
 #include "node-agent/reservation/pr_test_util.h"
 #include "node-agent/scsi/logical_unit.h"
+#include "node-agent/scsi/scsi_device.h"
 #include "node-agent/scsi/scsi_test_util.h"
 
 namespace vios::reservation {
@@ -182,6 +183,44 @@ TEST_F(PolicyTest, StoreFailureIsRetryableAndChangesNothing) {
   EXPECT_TRUE(pr_->State().registrations.empty());
   raw->fail = false;
   EXPECT_GOOD(*Prout(1, ProutAction::kRegister, 0, 0x11));
+}
+
+TEST_F(PolicyTest, PreemptedNexusSeesRegistrationsPreemptedThroughScsiDevice) {
+  Build();
+  scsi::ScsiDevice device;
+  scsi::LogicalUnitConfig config;
+  config.volume_id = "pr-ua";
+  device.AddLun(0, std::make_shared<scsi::LogicalUnit>(&disk_, config, pr_.get()));
+  pr_->SetUnitAttentionSink([&device](const PrUnitAttention& ua) {
+    EXPECT_TRUE(
+        device.EstablishUnitAttention(ua.port.InitiatorPort(), ua.port.targetPort, 0, ua.asc));
+  });
+  auto submit = [&](int i, std::vector<uint8_t> cdb, std::vector<uint8_t> out = {}) {
+    auto t = std::make_unique<TestTask>(std::initializer_list<uint8_t>{}, 0, std::move(out));
+    std::copy(cdb.begin(), cdb.end(), t->task.cdb.begin());
+    t->task.cdb_length = cdb.size();
+    t->nexus = MakeNexus(i);
+    t->Submit(device);
+    return t;
+  };
+  const std::vector<uint8_t> tur(6, 0);
+  for (int i : {1, 2}) {
+    device.NexusAdded(MakeNexus(i));
+    submit(i, tur);  // Consumes POWER ON.
+    EXPECT_GOOD(*submit(i, tur));
+  }
+  auto prout = [&](int i, ProutAction a, uint64_t key, uint64_t sa, uint8_t type) {
+    const auto cdb = testing::ProutCdb(a, type);
+    return submit(i, std::vector<uint8_t>(cdb.begin(), cdb.end()), testing::ProutParams(key, sa));
+  };
+  EXPECT_GOOD(*prout(1, ProutAction::kRegister, 0, 0x11, 0));
+  EXPECT_GOOD(*prout(2, ProutAction::kRegister, 0, 0x22, 0));
+  EXPECT_GOOD(*prout(1, ProutAction::kReserve, 0x11, 0, 3));
+  EXPECT_GOOD(*prout(2, ProutAction::kPreempt, 0x22, 0x11, 3));
+  auto t = submit(1, tur);
+  EXPECT_SENSE(*t, scsi::SenseKey::kUnitAttention, 0x2A, 0x05);
+  EXPECT_GOOD(*submit(1, tur));
+  EXPECT_GOOD(*submit(2, tur));
 }
 
 class FileStoreTest : public PolicyTest {

@@ -38,17 +38,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pr_test_target: %s\n", error.c_str());
     return 1;
   }
-  pr.SetUnitAttentionSink([](const reservation::PrUnitAttention& ua) {
-    VIOS_LOG(kInfo, "unit attention (not posted: no ScsiDevice API)")
-        .Field("initiator_port", ua.port.InitiatorPort())
-        .Field("asc", static_cast<int64_t>(ua.asc.asc))
-        .Field("ascq", static_cast<int64_t>(ua.asc.ascq));
-  });
   scsi::LogicalUnitConfig lu_config;
   lu_config.volume_id = "pr-test";
   auto lu = std::make_shared<scsi::LogicalUnit>(&disk, lu_config, &pr);
   scsi::ScsiDevice device;
   device.AddLun(0, lu);
+  // Unit attentions the standard requires for other nexuses (SPC-4 §5.13.11).
+  pr.SetUnitAttentionSink([&device](const reservation::PrUnitAttention& ua) {
+    device.EstablishUnitAttention(ua.port.InitiatorPort(), ua.port.targetPort, 0, ua.asc);
+  });
 
   iscsi::TargetRegistry registry;
   iscsi::TargetConfig config;
