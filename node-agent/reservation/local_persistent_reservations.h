@@ -5,11 +5,14 @@
 //   auto store = std::make_unique<FilePrStateStore>(state_dir + "/pr-" + volume + ".json");
 //   auto pr = std::make_shared<LocalPersistentReservations>(std::move(store));
 //   if (!pr->Init(&error)) { ... }                      // loads APTPL state
-//   pr->SetUnitAttentionSink([&](const PrUnitAttention& ua) { device->PostUa(...); });
+//   pr->SetUnitAttentionSink([&](const PrUnitAttention& ua) {
+//     device->EstablishUnitAttention(ua.port.InitiatorPort(), ua.port.targetPort, lun, ua.asc);
+//   });
 //   LogicalUnit lu(&volume, config, pr.get());
 //
 // Unit attentions the standard requires for OTHER nexuses (RESERVATIONS PREEMPTED/RELEASED,
-// REGISTRATIONS PREEMPTED) are handed to the sink; ScsiDevice has no API to post them yet.
+// REGISTRATIONS PREEMPTED) are handed to the sink, which posts them on the ScsiDevice(s) serving
+// the LU. PREEMPT AND ABORT's victims go to the AbortSink (no transport API to abort yet).
 #pragma once
 
 #include <atomic>
