@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "common/log/log.h"
@@ -56,13 +57,38 @@ std::unique_ptr<backend::BlockDevice> OpenIscsiBackend(const IscsiBackendConfig&
   return backend::IscsiBackend::Open(options, error);
 }
 
+// IqnPart makes a string safe inside an IQN: lower case, [a-z0-9.-], nothing else.
+std::string IqnPart(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+    out.push_back(ok ? c : '-');
+  }
+  return out;
+}
+
+std::vector<pool::Extent> ToPoolExtents(const std::vector<PortExtent>& in) {
+  std::vector<pool::Extent> out;
+  for (const PortExtent& e : in) out.push_back(pool::Extent{e.backend, e.offset, e.length});
+  return out;
+}
+
+bool SameRequest(const PortRequest& a, const PortRequest& b) {
+  return a.volume_id == b.volume_id && a.pool == b.pool && a.extents == b.extents &&
+         a.transport == b.transport && a.allowed_initiators == b.allowed_initiators &&
+         a.chap_user == b.chap_user && a.chap_secret == b.chap_secret &&
+         a.mutual_user == b.mutual_user && a.mutual_secret == b.mutual_secret &&
+         a.read_only == b.read_only;
+}
+
 }  // namespace
 
 std::unique_ptr<Agent> Agent::Create(const AgentConfig& config) {
   std::unique_ptr<Agent> agent(new Agent(config));
   agent->OpenBackends();
-  agent->BuildVolumes();
-  agent->BuildPorts();
+  agent->BuildConfiguredVolumes();
+  agent->BuildConfiguredPorts();
   return agent;
 }
 
@@ -101,7 +127,7 @@ void Agent::OpenBackends() {
   }
 }
 
-void Agent::BuildVolumes() {
+void Agent::BuildConfiguredVolumes() {
   // Explicit extent maps are claimed first, then sized volumes are allocated first-fit in file
   // order, so the same configuration yields the same extent map on every start.
   std::map<std::string, pool::ExtentAllocator> allocators;
@@ -132,55 +158,302 @@ void Agent::BuildVolumes() {
     }
     extents[v.name] = std::move(*allocated);
   }
+  std::lock_guard lock(mu_);
   for (const VolumeConfig& v : config_.volumes) {
-    std::string error;
-    std::shared_ptr<pool::Volume> volume =
-        pools_.at(v.pool)->OpenVolume(v.name, extents[v.name], &error);
-    if (!volume) throw AgentError("volumes." + v.name + ": " + error);
-    scsi::LogicalUnitConfig lu_config;
-    lu_config.volume_id = v.name;
-    lu_config.read_only = v.read_only;
-    auto reservations = std::make_shared<scsi::Spc2Reservations>();
-    auto lu = std::make_shared<scsi::LogicalUnit>(volume.get(), lu_config, reservations.get());
-    collector_->AddIo("volume", v.name, &lu->counters(), lu);
-    VIOS_LOG(kInfo, "volume ready")
-        .Field("volume", v.name)
-        .Field("pool", v.pool)
-        .Field("bytes", volume->SizeBytes())
-        .Field("extents", volume->extents().size());
-    volumes_[v.name] = VolumeState{std::move(volume), std::move(reservations), std::move(lu)};
+    try {
+      OpenVolumeLocked(v.name, v.pool, extents[v.name], v.read_only).from_config = true;
+    } catch (const PortError& e) {
+      throw AgentError("volumes." + v.name + ": " + e.what());
+    }
   }
 }
 
-void Agent::BuildPorts() {
-  for (const PortConfig& port : config_.ports) {
-    const VolumeState& volume = volumes_.at(port.volume);
-    auto device = std::make_shared<scsi::ScsiDevice>();
-    device->AddLun(0, volume.lu);
-    iscsi::TargetConfig target_config;
-    target_config.iqn = port.target;
-    target_config.alias = port.volume;
-    if (port.allow_any_initiator) {
-      target_config.allowed_initiators = {"*"};
-    } else {
-      target_config.allowed_initiators = port.initiators;
+void Agent::BuildConfiguredPorts() {
+  std::lock_guard lock(mu_);
+  auto add = [&](PortRequest request, const std::string& where) {
+    const VolumeState& volume = volumes_.at(request.volume_id);
+    request.pool = volume.pool;
+    for (const pool::Extent& e : volume.volume->extents()) {
+      request.extents.push_back(PortExtent{e.backend, e.offset, e.length});
     }
+    request.size_bytes = volume.volume->SizeBytes();
+    try {
+      AddPortLocked(std::move(request));
+    } catch (const PortError& e) {
+      throw AgentError(where + ": " + e.what());
+    }
+  };
+  for (const PortConfig& port : config_.ports) {
+    PortRequest request;
+    request.name = port.target;
+    request.volume_id = port.volume;
+    request.transport = AttachTransport::kIscsi;
+    request.allowed_initiators =
+        port.allow_any_initiator ? std::vector<std::string>{"*"} : port.initiators;
     if (port.chap) {
-      target_config.chap.user = port.chap->user;
-      target_config.chap.secret = port.chap->secret;
+      request.chap_user = port.chap->user;
+      request.chap_secret = port.chap->secret;
     }
     if (port.mutual_chap) {
-      target_config.chap.mutual_user = port.mutual_chap->user;
-      target_config.chap.mutual_secret = port.mutual_chap->secret;
+      request.mutual_user = port.mutual_chap->user;
+      request.mutual_secret = port.mutual_chap->secret;
     }
-    auto target = std::make_shared<iscsi::Target>(target_config, device.get());
-    if (!targets_.Add(target)) throw AgentError("port " + port.target + " is declared twice");
-    collector_->AddPort(target);
-    ports_[port.target] = PortState{device, target};
+    add(std::move(request), "ports." + port.target);
   }
+  for (const FuseExportConfig& fx : config_.fuse_exports) {
+    PortRequest request;
+    request.name = "fuse-" + fx.volume;
+    request.volume_id = fx.volume;
+    request.transport = AttachTransport::kFuse;
+    request.owner = "config";
+    fuse_dirs_[request.name] = fx.mountpoint + "/" + fx.volume;
+    add(std::move(request), "fuse." + fx.volume);
+  }
+}
+
+Agent::VolumeState& Agent::OpenVolumeLocked(const std::string& id, const std::string& pool_name,
+                                            const std::vector<pool::Extent>& extents,
+                                            bool read_only) {
+  auto pool_it = pools_.find(pool_name);
+  if (pool_it == pools_.end()) {
+    throw PortError(PortError::Kind::kNotFound,
+                    "pool '" + pool_name + "' is not served by this agent");
+  }
+  pool::Pool& pool = *pool_it->second;
+  if (auto it = volumes_.find(id); it != volumes_.end()) {
+    VolumeState& existing = it->second;
+    std::vector<pool::Extent> current = existing.volume->extents();
+    if (existing.pool != pool_name) {
+      throw PortError(PortError::Kind::kFailedPrecondition,
+                      "volume " + id + " is open in pool " + existing.pool);
+    }
+    if (current == extents) return existing;
+    // Growth: the open volume's extents are a prefix of the requested ones (online expansion).
+    if (extents.size() > current.size() &&
+        std::equal(current.begin(), current.end(), extents.begin())) {
+      std::vector<pool::Extent> tail(extents.begin() + static_cast<long>(current.size()),
+                                     extents.end());
+      std::string error;
+      if (!pool.ExtendVolume(existing.volume.get(), tail, &error)) {
+        throw PortError(PortError::Kind::kInvalidArgument, error);
+      }
+      for (auto& [name, port] : ports_) {
+        if (port.request.volume_id == id && port.device) port.device->NotifyCapacityChanged(0);
+      }
+      VIOS_LOG(kInfo, "volume grown")
+          .Field("volume", id)
+          .Field("bytes", existing.volume->SizeBytes());
+      return existing;
+    }
+    throw PortError(PortError::Kind::kFailedPrecondition,
+                    "volume " + id + " is open with a different extent map");
+  }
+  std::string error;
+  std::shared_ptr<pool::Volume> volume = pool.OpenVolume(id, extents, &error);
+  if (!volume) throw PortError(PortError::Kind::kInvalidArgument, error);
+  scsi::LogicalUnitConfig lu_config;
+  lu_config.volume_id = id;
+  lu_config.read_only = read_only;
+  auto reservations = std::make_shared<scsi::Spc2Reservations>();
+  auto lu = std::make_shared<scsi::LogicalUnit>(volume.get(), lu_config, reservations.get());
+  collector_->AddIo("volume", id, &lu->counters(), lu);
+  VIOS_LOG(kInfo, "volume ready")
+      .Field("volume", id)
+      .Field("pool", pool_name)
+      .Field("bytes", volume->SizeBytes())
+      .Field("extents", volume->extents().size());
+  VolumeState& state = volumes_[id];
+  state =
+      VolumeState{pool_name, std::move(volume), std::move(reservations), std::move(lu), false, 0};
+  return state;
+}
+
+std::string Agent::PortIqn(const PortRequest& request) const {
+  if (request.name.starts_with("iqn.")) return request.name;  // Configured ports name their IQN.
+  return config_.iqn_prefix + ":" + IqnPart(request.volume_id) + ":" + IqnPart(request.name);
+}
+
+std::string Agent::PortalAddress() const {
+  if (server_) {
+    auto portals = server_->Portals();
+    if (!portals.empty()) return portals.front().host + ":" + std::to_string(portals.front().port);
+  }
+  return config_.iscsi_listen.empty() ? "" : config_.iscsi_listen.front();
+}
+
+PortInfo Agent::AddPortLocked(PortRequest request) {
+  VolumeState& volume = OpenVolumeLocked(request.volume_id, request.pool,
+                                         ToPoolExtents(request.extents), request.read_only);
+  PortState port;
+  port.request = request;
+  if (auto dir = fuse_dirs_.find(request.name); dir != fuse_dirs_.end()) {
+    port.fuse_dir = dir->second;
+  } else {
+    port.fuse_dir = (config_.state_dir.empty() ? std::string("/run/vios") : config_.state_dir) +
+                    "/fuse/" + request.name;
+  }
+  if (request.transport == AttachTransport::kIscsi) {
+    port.device = std::make_shared<scsi::ScsiDevice>();
+    port.device->AddLun(0, volume.lu);
+    iscsi::TargetConfig target_config;
+    target_config.iqn = PortIqn(request);
+    target_config.alias = request.volume_id;
+    target_config.allowed_initiators = request.allowed_initiators;
+    target_config.chap = iscsi::ChapCredentials{request.chap_user, request.chap_secret,
+                                                request.mutual_user, request.mutual_secret};
+    port.target = std::make_shared<iscsi::Target>(target_config, port.device.get());
+    if (!targets_.Add(port.target)) {
+      throw PortError(PortError::Kind::kAlreadyExists, "target " + target_config.iqn + " exists");
+    }
+    collector_->AddPort(port.target);
+  }
+  ++volume.ports;
+  auto [it, inserted] = ports_.emplace(request.name, std::move(port));
+  if (started_ && it->second.request.transport == AttachTransport::kFuse) {
+    try {
+      StartFuseLocked(it->first, it->second);
+    } catch (...) {
+      --volume.ports;
+      ports_.erase(it);
+      throw;
+    }
+  }
+  VIOS_LOG(kInfo, "virtual port created")
+      .Field("port", request.name)
+      .Field("volume", request.volume_id)
+      .Field("transport", request.transport == AttachTransport::kFuse ? "fuse" : "iscsi")
+      .Field("owner", request.owner);
+  return DescribeLocked(it->first, it->second);
+}
+
+void Agent::StartFuseLocked(const std::string& name, PortState& port) {
+  // mkdir -p of the export directory; an existing one is fine.
+  std::string dir = port.fuse_dir;
+  for (size_t slash = dir.find('/', 1); slash != std::string::npos;
+       slash = dir.find('/', slash + 1)) {
+    ::mkdir(dir.substr(0, slash).c_str(), 0700);
+  }
+  ::mkdir(dir.c_str(), 0700);
+  fuse::FuseExportOptions options;
+  options.mountpoint = dir;
+  options.read_only = port.request.read_only;
+  std::string error;
+  port.fuse =
+      fuse::FuseExport::Start(volumes_.at(port.request.volume_id).volume.get(), options, &error);
+  if (!port.fuse) {
+    throw PortError(PortError::Kind::kInternal,
+                    "FUSE export of " + port.request.volume_id + ": " + error);
+  }
+  VIOS_LOG(kInfo, "FUSE export mounted").Field("port", name).Field("file", port.fuse->FilePath());
+}
+
+PortInfo Agent::DescribeLocked(const std::string& name, const PortState& port) const {
+  const VolumeState& volume = volumes_.at(port.request.volume_id);
+  PortInfo info;
+  info.name = name;
+  info.volume_id = port.request.volume_id;
+  info.transport = port.request.transport;
+  info.size_bytes = volume.volume->SizeBytes();
+  info.block_size = volume.volume->BlockSize();
+  info.allowed_initiators = port.request.allowed_initiators;
+  info.owner = port.request.owner;
+  if (port.target) {
+    info.target_iqn = port.target->iqn();
+    info.portal = PortalAddress();
+    info.active_sessions = static_cast<uint32_t>(
+        port.target->counters().active_sessions.load(std::memory_order_relaxed));
+  }
+  if (port.fuse) info.fuse_path = port.fuse->FilePath();
+  return info;
+}
+
+PortInfo Agent::CreatePort(const PortRequest& request) {
+  std::lock_guard lock(mu_);
+  if (auto it = ports_.find(request.name); it != ports_.end()) {
+    if (!SameRequest(it->second.request, request)) {
+      // A grown volume keeps its port: same everything but a longer extent map.
+      PortRequest grown = it->second.request;
+      grown.extents = request.extents;
+      grown.size_bytes = request.size_bytes;
+      if (!SameRequest(grown, request)) {
+        throw PortError(PortError::Kind::kAlreadyExists,
+                        "port " + request.name + " exists with different parameters");
+      }
+      OpenVolumeLocked(request.volume_id, request.pool, ToPoolExtents(request.extents),
+                       request.read_only);
+      it->second.request = grown;
+    }
+    return DescribeLocked(it->first, it->second);
+  }
+  return AddPortLocked(request);
+}
+
+bool Agent::DeletePort(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return false;
+  PortState& port = it->second;
+  if (port.target) {
+    targets_.Remove(port.target->iqn());  // Closes its sessions, waits for in-flight commands.
+    collector_->Remove(port.target->iqn());
+  }
+  if (port.fuse) port.fuse->Stop();
+  std::string volume_id = port.request.volume_id;
+  ports_.erase(it);
+  VolumeState& volume = volumes_.at(volume_id);
+  if (--volume.ports == 0 && !volume.from_config) {
+    collector_->Remove(volume_id);
+    volumes_.erase(volume_id);
+  }
+  VIOS_LOG(kInfo, "virtual port deleted").Field("port", name).Field("volume", volume_id);
+  return true;
+}
+
+std::vector<PortInfo> Agent::ListPorts(const std::string& volume_id) {
+  std::lock_guard lock(mu_);
+  std::vector<PortInfo> out;
+  for (const auto& [name, port] : ports_) {
+    if (volume_id.empty() || port.request.volume_id == volume_id)
+      out.push_back(DescribeLocked(name, port));
+  }
+  return out;
+}
+
+VolumeStats Agent::PortVolumeStats(const std::string& port_name) {
+  std::lock_guard lock(mu_);
+  auto it = ports_.find(port_name);
+  if (it == ports_.end()) throw PortError(PortError::Kind::kNotFound, "no port " + port_name);
+  const VolumeState& volume = volumes_.at(it->second.request.volume_id);
+  const backend::IoCounters& c = volume.lu->counters();
+  VolumeStats s;
+  s.read_ops = c.reads.load();
+  s.write_ops = c.writes.load();
+  s.read_bytes = c.read_bytes.load();
+  s.write_bytes = c.write_bytes.load();
+  s.errors = c.errors.load();
+  s.size_bytes = volume.volume->SizeBytes();
+  return s;
+}
+
+AgentInfo Agent::Info() {
+  AgentInfo info;
+  info.node_name = config_.node_name;
+  info.version = VIOS_VERSION;
+  for (const auto& [name, pool] : pools_) {
+    info.pools.push_back(name);
+    for (const std::string& backend : pool->BackendNames()) {
+      router::Router* router = pool->Backend(backend);
+      router::Path* path = router->Paths().front();
+      info.paths.push_back(PathInfo{name, backend, router::PathHealthName(path->Health()), ""});
+    }
+  }
+  std::lock_guard lock(mu_);
+  info.virtual_ports = static_cast<uint32_t>(ports_.size());
+  return info;
 }
 
 void Agent::Start() {
+  std::lock_guard lock(mu_);
   if (started_) return;
   started_ = true;
   iscsi::ServerConfig server_config;
@@ -195,23 +468,15 @@ void Agent::Start() {
     if (bound == 0) throw AgentError("cannot listen on " + address + ": " + error);
     VIOS_LOG(kInfo, "iSCSI portal listening").Field("host", host).Field("port", bound);
   }
-
-  for (const FuseExportConfig& fx : config_.fuse_exports) {
-    std::string dir = fx.mountpoint + "/" + fx.volume;
-    ::mkdir(fx.mountpoint.c_str(), 0755);
-    ::mkdir(dir.c_str(), 0755);
-    fuse::FuseExportOptions options;
-    options.mountpoint = dir;
-    options.read_only = config_.FindVolume(fx.volume)->read_only;
-    std::string error;
-    auto exported = fuse::FuseExport::Start(volumes_.at(fx.volume).volume.get(), options, &error);
-    if (!exported) throw AgentError("FUSE export of volume " + fx.volume + ": " + error);
-    VIOS_LOG(kInfo, "FUSE export mounted")
-        .Field("volume", fx.volume)
-        .Field("file", exported->FilePath());
-    fuse_exports_.push_back(std::move(exported));
+  for (auto& [name, port] : ports_) {
+    if (port.request.transport == AttachTransport::kFuse) {
+      try {
+        StartFuseLocked(name, port);
+      } catch (const PortError& e) {
+        throw AgentError(e.what());
+      }
+    }
   }
-
   if (!config_.metrics_listen.empty()) {
     auto [host, port] = SplitHostPort(config_.metrics_listen, "listen.metrics");
     std::string error;
@@ -222,6 +487,13 @@ void Agent::Start() {
     exposer_->ExposeCollectable(collector_);
     VIOS_LOG(kInfo, "metrics listening").Field("port", exposer_->port());
   }
+  if (!config_.api_socket.empty()) {
+    api_service_ = std::make_unique<AgentService>(this);
+    std::string error;
+    api_server_ = AgentApiServer::Start(config_.api_socket, api_service_.get(), &error);
+    if (!api_server_) throw AgentError("local API: " + error);
+    VIOS_LOG(kInfo, "local API listening").Field("socket", config_.api_socket);
+  }
   VIOS_LOG(kInfo, "agent started")
       .Field("node", config_.node_name)
       .Field("volumes", volumes_.size())
@@ -229,12 +501,16 @@ void Agent::Start() {
 }
 
 void Agent::Stop() {
+  if (api_server_) api_server_->Stop();  // No new API calls; outside mu_ (calls take it).
+  api_server_.reset();
+  std::lock_guard lock(mu_);
   if (server_) {
     server_->Stop();
     server_.reset();
   }
-  for (auto& fx : fuse_exports_) fx->Stop();
-  fuse_exports_.clear();
+  for (auto& [name, port] : ports_) {
+    if (port.fuse) port.fuse->Stop();
+  }
   exposer_.reset();
   ports_.clear();
   volumes_.clear();
@@ -242,6 +518,7 @@ void Agent::Stop() {
 }
 
 std::vector<iscsi::PortalInfo> Agent::Portals() const {
+  std::lock_guard lock(mu_);
   return server_ ? server_->Portals() : std::vector<iscsi::PortalInfo>{};
 }
 

@@ -1,6 +1,8 @@
 // Agent: assembles a running vios-agent from its configuration — backends, the router, pool
 // volumes, one logical unit per volume, one SCSI device and iSCSI target per virtual port, FUSE
-// exports, the iSCSI server and the metrics endpoint — and tears it down in reverse order.
+// exports, the iSCSI server, the local API and the metrics endpoint — and tears it down in
+// reverse order. Ports and volumes can also come and go at run time through the local API
+// (PortManager), which is how the CSI node plugin attaches pods.
 //
 //   AgentConfig config = LoadAgentConfigFile(path);
 //   auto agent = Agent::Create(config);   // throws AgentError naming what failed
@@ -11,13 +13,15 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "common/metrics/metrics.h"
+#include "node-agent/api/agent_service.h"
+#include "node-agent/api/port_manager.h"
 #include "node-agent/app/data_path_metrics.h"
-#include "node-agent/backend/block_device.h"
 #include "node-agent/config/agent_config.h"
 #include "node-agent/fuse/fuse_export.h"
 #include "node-agent/iscsi/server.h"
@@ -34,50 +38,76 @@ class AgentError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-class Agent {
+class Agent final : public PortManager {
  public:
-  // Create opens every backend and builds volumes and ports; nothing listens yet.
+  // Create opens every backend and builds the configured volumes and ports; nothing listens yet.
   static std::unique_ptr<Agent> Create(const AgentConfig& config);
-  ~Agent();
+  ~Agent() override;
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  // Start opens the portals, the FUSE exports and the metrics endpoint.
+  // Start opens the portals, the FUSE exports, the local API and the metrics endpoint.
   void Start();
-  // Stop closes portals and sessions (waiting for in-flight commands), unmounts FUSE exports and
-  // closes backends. Idempotent.
+  // Stop closes the API, portals and sessions (waiting for in-flight commands), unmounts FUSE
+  // exports and closes backends. Idempotent.
   void Stop();
 
   // Bound addresses (useful when the configuration asked for port 0).
   std::vector<iscsi::PortalInfo> Portals() const;
   uint16_t metrics_port() const { return exposer_ ? exposer_->port() : 0; }
 
+  // PortManager (the local API).
+  PortInfo CreatePort(const PortRequest& request) override;
+  bool DeletePort(const std::string& name) override;
+  std::vector<PortInfo> ListPorts(const std::string& volume_id) override;
+  VolumeStats PortVolumeStats(const std::string& port_name) override;
+  AgentInfo Info() override;
+
  private:
   struct VolumeState {
+    std::string pool;
     std::shared_ptr<pool::Volume> volume;  // Extents over the pool's routed backends.
     std::shared_ptr<scsi::ReservationPolicy> reservations;  // Outlives lu (declared before it).
     std::shared_ptr<scsi::LogicalUnit> lu;
+    bool from_config = false;  // Config volumes stay when their last port goes.
+    int ports = 0;
   };
   struct PortState {
+    PortRequest request;
     std::shared_ptr<scsi::ScsiDevice> device;
     std::shared_ptr<iscsi::Target> target;
+    std::unique_ptr<fuse::FuseExport> fuse;
+    std::string fuse_dir;  // Where a FUSE port mounts; its file is <fuse_dir>/volume.
   };
 
   explicit Agent(AgentConfig config);
   void OpenBackends();
-  void BuildVolumes();
-  void BuildPorts();
+  void BuildConfiguredVolumes();
+  void BuildConfiguredPorts();
+  // OpenVolumeLocked builds (or returns, or extends) the volume named id over extents.
+  VolumeState& OpenVolumeLocked(const std::string& id, const std::string& pool_name,
+                                const std::vector<pool::Extent>& extents, bool read_only);
+  // AddPortLocked makes the port live: an iSCSI target, or a FUSE export once started.
+  PortInfo AddPortLocked(PortRequest request);
+  void StartFuseLocked(const std::string& name, PortState& port);
+  PortInfo DescribeLocked(const std::string& name, const PortState& port) const;
+  std::string PortIqn(const PortRequest& request) const;
+  std::string PortalAddress() const;
 
   AgentConfig config_;
   metrics::Registry registry_;
   std::shared_ptr<DataPathCollector> collector_ = std::make_shared<DataPathCollector>();
   std::unique_ptr<metrics::Exposer> exposer_;
   std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // By pool name.
-  std::map<std::string, VolumeState> volumes_;                // By volume name.
-  std::map<std::string, PortState> ports_;                    // By target IQN.
   iscsi::TargetRegistry targets_;
   std::unique_ptr<iscsi::Server> server_;
-  std::vector<std::unique_ptr<fuse::FuseExport>> fuse_exports_;
+  std::unique_ptr<AgentService> api_service_;
+  std::unique_ptr<AgentApiServer> api_server_;
+
+  mutable std::mutex mu_;  // Guards volumes_, ports_, started_; held across port setup/teardown.
+  std::map<std::string, VolumeState> volumes_;    // By volume id.
+  std::map<std::string, PortState> ports_;        // By port name (the target IQN for config ports).
+  std::map<std::string, std::string> fuse_dirs_;  // Configured FUSE exports' directories.
   bool started_ = false;
 };
 

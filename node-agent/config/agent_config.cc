@@ -177,6 +177,7 @@ AgentConfig ParseRoot(Field& root) {
     listen.RejectUnknown();
   }
   c.state_dir = root.String("stateDir", false);
+  c.iqn_prefix = root.String("iqnPrefix", false, c.iqn_prefix);
   c.event_loops = static_cast<uint32_t>(root.Unsigned("eventLoops", 0, 64));
   root.Items("pools", [&](Field& f) {
     PoolConfig p;
@@ -344,6 +345,9 @@ void ValidateAgentConfig(const AgentConfig& config) {
                   "is empty; list the allowed initiators or set allowAnyInitiator");
     }
     if (p.mutual_chap && !p.chap) Field::Fail(path + ".mutualChap", "needs chap as well");
+  }
+  if (!IsValidIscsiName(config.iqn_prefix) || config.iqn_prefix.find(':') != std::string::npos) {
+    Field::Fail("iqnPrefix", "'" + config.iqn_prefix + "' is not an iqn. name without a colon");
   }
   for (size_t i = 0; i < config.fuse_exports.size(); ++i) {
     if (!config.FindVolume(config.fuse_exports[i].volume)) {

@@ -102,7 +102,8 @@ struct AgentConfig {
   std::string api_socket;      // gRPC unix socket for the CSI node plugin; empty: off.
   std::string metrics_listen;  // host:port for /metrics; empty: off.
   std::string state_dir;
-  uint32_t event_loops = 0;  // 0: one per core.
+  std::string iqn_prefix = "iqn.2026-11.dev.vios";  // Ports created through the API.
+  uint32_t event_loops = 0;                         // 0: one per core.
   std::vector<PoolConfig> pools;
   std::vector<VolumeConfig> volumes;
   std::vector<PortConfig> ports;
