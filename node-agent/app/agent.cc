@@ -9,8 +9,8 @@
 #include "node-agent/backend/file_backend.h"
 #include "node-agent/backend/iscsi_backend.h"
 #include "node-agent/pool/extent_allocator.h"
+#include "node-agent/reservation/local_persistent_reservations.h"
 #include "node-agent/router/router.h"
-#include "node-agent/scsi/spc2_reservation.h"
 
 namespace vios::agent {
 namespace {
@@ -254,7 +254,29 @@ Agent::VolumeState& Agent::OpenVolumeLocked(const std::string& id, const std::st
   scsi::LogicalUnitConfig lu_config;
   lu_config.volume_id = id;
   lu_config.read_only = read_only;
-  auto reservations = std::make_shared<scsi::Spc2Reservations>();
+  // SCSI-3 persistent reservations and SPC-2 RESERVE/RELEASE, persisted under the state
+  // directory (APTPL) when there is one.
+  std::unique_ptr<reservation::PrStateStore> store;
+  if (!config_.state_dir.empty()) {
+    std::string dir = config_.state_dir + "/reservations";
+    ::mkdir(config_.state_dir.c_str(), 0700);
+    ::mkdir(dir.c_str(), 0700);
+    store = std::make_unique<reservation::FilePrStateStore>(dir + "/" + id + ".json");
+  }
+  auto reservations = std::make_shared<reservation::LocalPersistentReservations>(std::move(store));
+  if (!reservations->Init(&error)) {
+    throw PortError(PortError::Kind::kFailedPrecondition,
+                    "volume " + id + ": reservation state unusable: " + error);
+  }
+  auto devices = std::make_shared<VolumeDevices>();
+  reservations->SetUnitAttentionSink([devices](const reservation::PrUnitAttention& ua) {
+    std::lock_guard lock(devices->mu);
+    for (const auto& weak : devices->devices) {
+      if (auto device = weak.lock()) {
+        device->EstablishUnitAttention(ua.port.InitiatorPort(), ua.port.targetPort, 0, ua.asc);
+      }
+    }
+  });
   auto lu = std::make_shared<scsi::LogicalUnit>(volume.get(), lu_config, reservations.get());
   collector_->AddIo("volume", id, &lu->counters(), lu);
   VIOS_LOG(kInfo, "volume ready")
@@ -263,8 +285,8 @@ Agent::VolumeState& Agent::OpenVolumeLocked(const std::string& id, const std::st
       .Field("bytes", volume->SizeBytes())
       .Field("extents", volume->extents().size());
   VolumeState& state = volumes_[id];
-  state =
-      VolumeState{pool_name, std::move(volume), std::move(reservations), std::move(lu), false, 0};
+  state = VolumeState{pool_name, devices, std::move(volume), std::move(reservations), std::move(lu),
+                      false,     0};
   return state;
 }
 
@@ -295,6 +317,11 @@ PortInfo Agent::AddPortLocked(PortRequest request) {
   if (request.transport == AttachTransport::kIscsi) {
     port.device = std::make_shared<scsi::ScsiDevice>();
     port.device->AddLun(0, volume.lu);
+    {
+      std::lock_guard devices_lock(volume.devices->mu);
+      std::erase_if(volume.devices->devices, [](const auto& weak) { return weak.expired(); });
+      volume.devices->devices.push_back(port.device);
+    }
     iscsi::TargetConfig target_config;
     target_config.iqn = PortIqn(request);
     target_config.alias = request.volume_id;

@@ -64,8 +64,15 @@ class Agent final : public PortManager {
   AgentInfo Info() override;
 
  private:
+  // VolumeDevices: the SCSI devices (one per iSCSI port) sharing a volume's logical unit, so the
+  // reservation policy can post unit attentions to the right nexus without taking mu_.
+  struct VolumeDevices {
+    std::mutex mu;
+    std::vector<std::weak_ptr<scsi::ScsiDevice>> devices;  // Guarded by mu.
+  };
   struct VolumeState {
     std::string pool;
+    std::shared_ptr<VolumeDevices> devices = std::make_shared<VolumeDevices>();
     std::shared_ptr<pool::Volume> volume;  // Extents over the pool's routed backends.
     std::shared_ptr<scsi::ReservationPolicy> reservations;  // Outlives lu (declared before it).
     std::shared_ptr<scsi::LogicalUnit> lu;
