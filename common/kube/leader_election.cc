@@ -15,10 +15,12 @@ std::string HolderOf(const nlohmann::json& spec) {
   return it != spec.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-Client MakeElectionClient(const Client& base, std::chrono::milliseconds retry_period) {
+Client MakeElectionClient(const Client& base, std::chrono::milliseconds renew_deadline) {
+  // A renewal request must not outlive the renew deadline by much; half of it leaves room for a
+  // second attempt before the deadline.
   Config config = base.config();
-  config.request_timeout = std::min(config.request_timeout, retry_period);
-  config.connect_timeout = std::min(config.connect_timeout, retry_period);
+  config.request_timeout = std::min(config.request_timeout, renew_deadline / 2);
+  config.connect_timeout = std::min(config.connect_timeout, renew_deadline / 2);
   RetryPolicy retry;
   retry.max_attempts = 1;  // the election loop is the retry
   return Client(config, retry);
@@ -50,7 +52,7 @@ LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config, const 
     throw std::invalid_argument(
         "leader election: need retry_period < renew_deadline < lease_duration");
   }
-  client_ = std::make_unique<Client>(MakeElectionClient(client, config_.retry_period));
+  client_ = std::make_unique<Client>(MakeElectionClient(client, config_.renew_deadline));
 }
 
 LeaderElector::~LeaderElector() { Stop(); }

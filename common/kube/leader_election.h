@@ -53,7 +53,7 @@ class LeaderElector {
  public:
   // LeaderElector checks the timing (retry_period < renew_deadline < lease_duration) and throws
   // std::invalid_argument otherwise. It uses its own connection settings derived from client's:
-  // one attempt per request and a request timeout of retry_period.
+  // one attempt per request and a request timeout of renew_deadline / 2.
   LeaderElector(Client& client, LeaderElectionConfig config,
                 const Clock* clock = RealClock::Instance());
   ~LeaderElector();
