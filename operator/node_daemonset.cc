@@ -39,6 +39,13 @@ json EnvFromField(const std::string& name, const std::string& path) {
 
 std::string NodeDaemonSetName(const std::string& cluster) { return cluster + "-node"; }
 
+namespace {
+// The agent's own directories live under /vios in the container, so that no host path of a
+// file backend (mounted at its own path) can collide with them.
+constexpr const char* kStateMount = "/vios/state";
+constexpr const char* kRunMount = "/vios/run";
+}  // namespace
+
 json OwnerReference(const json& obj) {
   return {{"apiVersion", Str(obj, "apiVersion")},
           {"kind", Str(obj, "kind")},
@@ -73,8 +80,8 @@ json BuildNodeDaemonSet(const json& cluster, const NodeDaemonSetOptions& options
       HostPathVolume("kubelet-dir", options.kubelet_dir, "Directory"),
       HostPathVolume("dev", "/dev", "Directory"),
   });
-  json agent_mounts = json::array({{{"name", "state"}, {"mountPath", "/var/lib/vios"}},
-                                   {{"name", "run"}, {"mountPath", "/run/vios"}},
+  json agent_mounts = json::array({{{"name", "state"}, {"mountPath", kStateMount}},
+                                   {{"name", "run"}, {"mountPath", kRunMount}},
                                    {{"name", "dev"}, {"mountPath", "/dev"}}});
   // File backends live on the host at the same path in every agent: mount each directory.
   std::set<std::string> dirs;
@@ -82,7 +89,13 @@ json BuildNodeDaemonSet(const json& cluster, const NodeDaemonSetOptions& options
     for (const json& b : pool.value("backends", json::array())) {
       std::string path = Str(b.value("file", json::object()), "path");
       auto slash = path.rfind('/');
-      if (slash != std::string::npos && slash > 0) dirs.insert(path.substr(0, slash));
+      if (slash == std::string::npos || slash == 0) continue;
+      std::string dir = path.substr(0, slash);
+      // /dev is mounted already; /vios is the agent's own.
+      if (dir == "/dev" || dir.rfind("/dev/", 0) == 0 || dir == "/vios" ||
+          dir.rfind("/vios/", 0) == 0)
+        continue;
+      dirs.insert(dir);
     }
   }
   int index = 0;
@@ -99,7 +112,8 @@ json BuildNodeDaemonSet(const json& cluster, const NodeDaemonSetOptions& options
       {"command", {"/usr/bin/vios-agent"}},
       {"args",
        {"--cluster=" + name, "--namespace=" + ns, "--node-name=$(VIOS_NODE_NAME)",
-        "--state-dir=/var/lib/vios", "--socket=/run/vios/agent.sock",
+        "--state-dir=" + std::string(kStateMount),
+        "--socket=" + std::string(kRunMount) + "/agent.sock",
         "--peer-port=" + std::to_string(options.ports.peer),
         "--metrics-address=0.0.0.0:" + std::to_string(options.ports.metrics)}},
       {"env",
@@ -125,12 +139,12 @@ json BuildNodeDaemonSet(const json& cluster, const NodeDaemonSetOptions& options
       {"command", {"/usr/bin/vios-csi"}},
       {"args",
        {"--mode=node", "--endpoint=unix://" + socket, "--node-id=$(VIOS_NODE_NAME)",
-        "--agent-socket=/run/vios/agent.sock"}},
+        "--agent-socket=" + std::string(kRunMount) + "/agent.sock"}},
       {"env", {EnvFromField("VIOS_NODE_NAME", "spec.nodeName")}},
       {"securityContext", {{"privileged", true}}},
       {"volumeMounts",
        {{{"name", "plugin-dir"}, {"mountPath", plugin_dir}},
-        {{"name", "run"}, {"mountPath", "/run/vios"}},
+        {{"name", "run"}, {"mountPath", kRunMount}},
         {{"name", "dev"}, {"mountPath", "/dev"}},
         {{"name", "kubelet-dir"},
          {"mountPath", options.kubelet_dir},

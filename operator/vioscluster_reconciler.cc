@@ -102,10 +102,10 @@ ReconcileResult VIOSClusterReconciler::Reconcile(const std::string& key) {
     updated["status"] = status;
     client_.UpdateStatus(kube::resources::kVIOSClusters, updated);
     if (metrics_ != nullptr) metrics_->StatusWrite("VIOSCluster");
-    const std::string old_ready =
-        ConditionStatus(old_status.value("conditions", json::array()), "Ready");
+    const json old_conditions = old_status.value("conditions", json::array());
+    const std::string old_ready = ConditionStatus(old_conditions, "Ready");
     const json* ready = FindCondition(status["conditions"], "Ready");
-    const json* was = FindCondition(old_status.value("conditions", json::array()), "Ready");
+    const json* was = FindCondition(old_conditions, "Ready");
     const bool message_changed =
         was == nullptr || (*was).value("message", "") != (*ready).value("message", "");
     if (recorder_ != nullptr && !problems.empty() && message_changed) {
