@@ -27,7 +27,9 @@ void LogicalUnit::CompareAndWrite(Task* task) {
     task->Complete();
     return;
   }
-  if (task->data_out.size() < 2 * blocks * block_size_) {
+  // The verify and write halves must together be exactly the Data-Out buffer: with any other
+  // size the halves would be split at the wrong place (SBC-3 §5.2), so refuse rather than guess.
+  if (task->data_out.size() != 2 * blocks * block_size_) {
     SetSense(task, SenseKey::kIllegalRequest, kAscInvalidFieldInInformationUnit);
     task->Complete();
     return;

@@ -87,6 +87,11 @@ TEST(CompareAndWriteTest, Validation) {
                       std::vector<uint8_t>(512));
   short_data.Run(lu);
   EXPECT_SENSE(short_data, SenseKey::kIllegalRequest, 0x0E, 0x03);
+  // Data-Out of four blocks for a one-block COMPARE AND WRITE: refused, nothing compared.
+  TestTask long_data({0x89, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0}, 0,
+                     std::vector<uint8_t>(4 * 512));
+  long_data.Run(lu);
+  EXPECT_SENSE(long_data, SenseKey::kIllegalRequest, 0x0E, 0x03);
 }
 
 TEST(CompareAndWriteTest, OverlappingWriteWaitsUntilCompareAndWriteCompletes) {

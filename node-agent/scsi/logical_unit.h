@@ -4,6 +4,7 @@
 // CDB through the single opcode table (opcode_table.cc: dispatch, CDB length, usage mask for
 // reserved-bit checks and REPORT SUPPORTED OPERATION CODES), consults the ReservationPolicy, and
 // runs the handler. Handlers live in files by family: inquiry.cc, read_capacity.cc, read_write.cc,
+// prefetch.cc (PRE-FETCH, READ DEFECT DATA),
 // write_same.cc, unmap.cc, compare_and_write.cc, mode_pages.cc, report_opcodes.cc.
 //
 // Data moves between task buffers and the backend without copies; per-command state lives in a
@@ -43,9 +44,11 @@ struct LogicalUnitConfig {
   bool write_cache = true;                 // Caching page WCE; FUA and SYNCHRONIZE CACHE flush.
   uint32_t max_transfer_bytes = 8u << 20;  // VPD B0 MAXIMUM TRANSFER LENGTH.
   uint32_t optimal_transfer_bytes = 1u << 20;  // VPD B0 OPTIMAL TRANSFER LENGTH.
-  uint32_t max_unmap_blocks = 1u << 22;        // VPD B0 MAXIMUM UNMAP LBA COUNT.
+  uint32_t max_unmap_blocks = 1u << 20;        // VPD B0 MAXIMUM UNMAP LBA COUNT.
   uint32_t max_unmap_descriptors = 256;        // VPD B0 MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT.
-  uint64_t max_write_same_blocks = 1u << 22;   // VPD B0 MAXIMUM WRITE SAME LENGTH.
+  // VPD B0 MAXIMUM WRITE SAME LENGTH: 16 bits, so WRITE SAME(16) never asks for more than the
+  // WRITE SAME(10) form can express (initiators probe the larger lengths with plain WRITEs).
+  uint64_t max_write_same_blocks = 0xFFFF;
   uint8_t max_compare_and_write_blocks = 128;  // VPD B0 MAXIMUM COMPARE AND WRITE LENGTH.
   uint32_t physical_block_bytes = 4096;        // READ CAPACITY(16) exponent; 0: same as logical.
   size_t preallocated_contexts = 64;           // CommandContexts created up front.
@@ -184,6 +187,13 @@ class LogicalUnit {
   void WriteAndVerify16(Task* task);
   void Verify10(Task* task);
   void Verify16(Task* task);
+  void WriteAndVerify12(Task* task);
+  void Verify12(Task* task);
+  void PreFetch10(Task* task);
+  void PreFetch16(Task* task);
+  void StartPreFetch(Task* task, uint64_t lba, uint64_t blocks);
+  void ReadDefectData10(Task* task);
+  void ReadDefectData12(Task* task);
   void SynchronizeCache10(Task* task);
   void SynchronizeCache16(Task* task);
   void StartRead(Task* task, uint64_t lba, uint64_t blocks);

@@ -172,9 +172,9 @@ TEST_F(LogicalUnitTest, BlockLimitsAndProvisioningPages) {
   ASSERT_EQ(d.size(), 64u);
   EXPECT_EQ(d[3], 0x3C);
   EXPECT_EQ(wire::Load32(&d[8]), (8u << 20) / 512);  // MAXIMUM TRANSFER LENGTH
-  EXPECT_EQ(wire::Load32(&d[20]), 1u << 22);         // MAXIMUM UNMAP LBA COUNT
+  EXPECT_EQ(wire::Load32(&d[20]), 1u << 20);         // MAXIMUM UNMAP LBA COUNT (<= 1M blocks)
   EXPECT_EQ(wire::Load32(&d[24]), 256u);
-  EXPECT_EQ(wire::Load64(&d[36]), 1u << 22);
+  EXPECT_EQ(wire::Load64(&d[36]), 0xFFFFu);  // MAXIMUM WRITE SAME LENGTH
   TestTask b2({0x12, 1, 0xB2, 0, 64, 0}, 64);
   b2.Run(lu_);
   auto p = b2.DataIn();
@@ -246,6 +246,37 @@ TEST_F(LogicalUnitTest, PersistentReserveWithoutPolicyIsInvalidOpcode) {
   TestTask r({0x16, 0, 0, 0, 0, 0});
   r.Run(lu_);
   EXPECT_SENSE(r, SenseKey::kIllegalRequest, 0x20, 0x00);
+}
+
+TEST_F(LogicalUnitTest, PreFetchChecksTheRangeOnly) {
+  TestTask p10({0x34, 0, 0, 0, 0, 0, 0, 0, 8, 0});
+  p10.Run(lu_);
+  EXPECT_GOOD(p10);
+  TestTask p16({0x90, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});  // IMMED, to the end
+  p16.Run(lu_);
+  EXPECT_GOOD(p16);
+  const uint64_t end = lu_.BlockCount();
+  TestTask beyond({0x90, 0, 0, 0, 0, 0, static_cast<uint8_t>(end >> 24),
+                   static_cast<uint8_t>(end >> 16), static_cast<uint8_t>(end >> 8),
+                   static_cast<uint8_t>(end), 0, 0, 0, 1, 0, 0});
+  beyond.Run(lu_);
+  EXPECT_SENSE(beyond, SenseKey::kIllegalRequest, 0x21, 0x00);
+  TestTask reserved({0x34, 0x01, 0, 0, 0, 0, 0, 0, 1, 0});  // bit 0 of byte 1 is reserved
+  reserved.Run(lu_);
+  EXPECT_SENSE(reserved, SenseKey::kIllegalRequest, 0x24, 0x00);
+}
+
+TEST_F(LogicalUnitTest, ReadDefectDataReturnsAnEmptyList) {
+  TestTask r10({0x37, 0, 0x18 | 0x05, 0, 0, 0, 0, 0, 64, 0}, 64);  // PLIST+GLIST, format 5
+  r10.Run(lu_);
+  EXPECT_GOOD(r10);
+  const std::vector<uint8_t> h10 = {0, 0x1D, 0, 0};
+  EXPECT_EQ(r10.DataIn(), h10);
+  TestTask r12({0xB7, 0x08 | 0x04, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0}, 64);
+  r12.Run(lu_);
+  EXPECT_GOOD(r12);
+  const std::vector<uint8_t> h12 = {0, 0x0C, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(r12.DataIn(), h12);
 }
 
 }  // namespace

@@ -3,8 +3,9 @@
 // Data moves directly between the task's buffers and the backend. The transport's expected
 // transfer length may differ from the CDB's (SAM-5 §5.4.3 overflow/underflow): a READ transfers
 // what fits into data_in (data_in_length tells the transport how much); a WRITE whose Data-Out is
-// shorter than the CDB demands is refused before anything is written (INVALID FIELD IN COMMAND
-// INFORMATION UNIT, one of the answers FCP-4 and iSCSI allow).
+// shorter than the CDB demands writes only the whole blocks it received and completes GOOD, the
+// transport reporting the rest as residual overflow (RFC 7143 §11.4.5.1, as libiscsi's residual
+// tests expect); a partial block is refused (INVALID FIELD IN COMMAND INFORMATION UNIT).
 #include <algorithm>
 #include <cstring>
 
@@ -69,6 +70,19 @@ void LogicalUnit::WriteAndVerify16(Task* task) {
     return;
   }
   StartWrite(task, wire::Load64(c + 2), wire::Load32(c + 10), true);
+}
+void LogicalUnit::WriteAndVerify12(Task* task) {
+  const uint8_t* c = task->cdb.data();
+  if (((c[1] >> 1) & 0x3) > 1) {
+    SetInvalidFieldInCdb(task, 1, 2);
+    task->Complete();
+    return;
+  }
+  StartWrite(task, wire::Load32(c + 2), wire::Load32(c + 6), true);
+}
+void LogicalUnit::Verify12(Task* task) {
+  const uint8_t* c = task->cdb.data();
+  StartVerify(task, wire::Load32(c + 2), wire::Load32(c + 6), (c[1] >> 1) & 0x3);
 }
 void LogicalUnit::Verify10(Task* task) {
   const uint8_t* c = task->cdb.data();
@@ -170,11 +184,20 @@ void LogicalUnit::StartWrite(Task* task, uint64_t lba, uint64_t blocks, bool fua
     task->Complete();
     return;
   }
-  const uint64_t bytes = blocks * block_size_;
+  uint64_t bytes = blocks * block_size_;
   if (task->data_out.size() < bytes) {
-    SetSense(task, SenseKey::kIllegalRequest, kAscInvalidFieldInInformationUnit);
-    task->Complete();
-    return;
+    if (task->data_out.size() % block_size_ != 0) {
+      SetSense(task, SenseKey::kIllegalRequest, kAscInvalidFieldInInformationUnit);
+      task->Complete();
+      return;
+    }
+    blocks = task->data_out.size() / block_size_;
+    bytes = blocks * block_size_;
+    if (blocks == 0) {
+      task->SetGood();
+      task->Complete();
+      return;
+    }
   }
   CommandContext* ctx = AcquireContext(task, backend::IoCounters::Kind::kWrite);
   ctx->lba = lba;

@@ -106,12 +106,51 @@ TEST_F(ReadWriteTest, TransferBeyondMaximumRejected) {
   EXPECT_SENSE(r, SenseKey::kIllegalRequest, 0x24, 0x00);
 }
 
-TEST_F(ReadWriteTest, ShortDataOutRefusedWithoutWriting) {
-  TestTask w({0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0}, 0, Pattern(512, 3));
+TEST_F(ReadWriteTest, ShortDataOutWritesOnlyTheBlocksReceived) {
+  const std::vector<uint8_t> before = Pattern(1024, 5);
+  TestTask seed({0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0}, 0, before);
+  seed.Run(lu_);
+  auto data = Pattern(512, 3);
+  TestTask w({0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0}, 0, data);  // EDTL one block, CDB two
+  w.Run(lu_);
+  EXPECT_GOOD(w);
+  EXPECT_EQ(w.task.transfer_length, 1024u);  // the transport reports the overflow residual
+  EXPECT_EQ(disk_.Read(0, 512), data);
+  EXPECT_EQ(disk_.Read(512, 512), std::vector<uint8_t>(before.begin() + 512, before.end()));
+}
+
+TEST_F(ReadWriteTest, NoDataOutWritesNothingAndIsGood) {
+  TestTask w({0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0});  // EDTL 0
+  w.Run(lu_);
+  EXPECT_GOOD(w);
+  EXPECT_EQ(w.task.transfer_length, 512u);
+  EXPECT_EQ(disk_.count(backend::IoOp::kWrite), 0u);
+}
+
+TEST_F(ReadWriteTest, PartialBlockDataOutRefusedWithoutWriting) {
+  TestTask w({0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, 0, Pattern(200, 3));
   w.Run(lu_);
   EXPECT_SENSE(w, SenseKey::kIllegalRequest, 0x0E, 0x03);
-  EXPECT_EQ(w.task.transfer_length, 1024u);  // the transport reports the overflow residual
   EXPECT_EQ(disk_.count(backend::IoOp::kWrite), 0u);
+}
+
+TEST_F(ReadWriteTest, TwelveByteVerifyAndWriteAndVerify) {
+  auto data = Pattern(2 * 512, 11);
+  TestTask w({0xAE, 0, 0, 0, 0, 20, 0, 0, 0, 2, 0, 0}, 0, data);
+  w.Run(lu_);
+  EXPECT_GOOD(w);
+  EXPECT_EQ(disk_.Read(20 * 512, 2 * 512), data);
+  TestTask same({0xAF, 0x02, 0, 0, 0, 20, 0, 0, 0, 2, 0, 0}, 0, data);  // BYTCHK 1
+  same.Run(lu_);
+  EXPECT_GOOD(same);
+  auto other = data;
+  other[600] ^= 0xFF;
+  TestTask differs({0xAF, 0x02, 0, 0, 0, 20, 0, 0, 0, 2, 0, 0}, 0, other);
+  differs.Run(lu_);
+  EXPECT_SENSE(differs, SenseKey::kMiscompare, 0x1D, 0x00);
+  TestTask beyond({0xAF, 0, 0, 0, 0x08, 0x00, 0, 0, 0, 1, 0, 0});
+  beyond.Run(lu_);
+  EXPECT_SENSE(beyond, SenseKey::kIllegalRequest, 0x21, 0x00);
 }
 
 TEST_F(ReadWriteTest, ReadIntoSmallerBufferFillsWhatFits) {

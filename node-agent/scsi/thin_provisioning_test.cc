@@ -141,6 +141,13 @@ TEST_F(ThinProvisioningTest, WriteSameValidation) {
   TestTask nodata({0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0});
   nodata.Run(lu_);
   EXPECT_SENSE(nodata, SenseKey::kIllegalRequest, 0x0E, 0x03);
+  TestTask half({0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0}, 0, std::vector<uint8_t>(256, 1));
+  half.Run(lu_);
+  EXPECT_SENSE(half, SenseKey::kIllegalRequest, 0x0E, 0x03);
+  TestTask twice({0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0}, 0, std::vector<uint8_t>(1024, 0));
+  twice.Run(lu_);
+  EXPECT_SENSE(twice, SenseKey::kIllegalRequest, 0x0E, 0x03);
+  EXPECT_EQ(disk_.count(backend::IoOp::kDiscard), 0u);
   TestTask ndob10({0x41, 0x01, 0, 0, 0, 0, 0, 0, 1, 0});  // NDOB does not exist in (10)
   ndob10.Run(lu_);
   EXPECT_SENSE(ndob10, SenseKey::kIllegalRequest, 0x24, 0x00);

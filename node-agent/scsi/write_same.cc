@@ -46,7 +46,10 @@ void LogicalUnit::StartWriteSame(Task* task, uint64_t lba, uint64_t blocks, uint
     return;
   }
   const bool ndob = (flags & kNdobBit) != 0;
-  if (!ndob && task->data_out.size() < block_size_) {
+  // Exactly one block of Data-Out: a shorter or longer buffer means the initiator and the CDB
+  // disagree about the command, so nothing is written (SBC-3 §5.41; libiscsi's
+  // InvalidDataOutSize tests expect ILLEGAL REQUEST for both).
+  if (!ndob && task->data_out.size() != block_size_) {
     SetSense(task, SenseKey::kIllegalRequest, kAscInvalidFieldInInformationUnit);
     task->Complete();
     return;
