@@ -521,13 +521,75 @@ void Agent::Start() {
     if (!api_server_) throw AgentError("local API: " + error);
     VIOS_LOG(kInfo, "local API listening").Field("socket", config_.api_socket);
   }
+  if (config_.cluster) JoinCluster();
   VIOS_LOG(kInfo, "agent started")
       .Field("node", config_.node_name)
       .Field("volumes", volumes_.size())
       .Field("ports", ports_.size());
 }
 
+void Agent::JoinCluster() {
+  const ClusterMembershipConfig& m = *config_.cluster;
+  kube::Config kube_config;
+  try {
+    kube_config =
+        m.kubeconfig.empty() ? kube::LoadDefaultConfig() : kube::LoadKubeconfig(m.kubeconfig);
+  } catch (const std::exception& e) {
+    throw AgentError(std::string("cluster: ") + e.what());
+  }
+  bus_ = std::make_unique<events::EventBus>(1);
+  // Cluster messages are logged; the data path's own reactions register as handlers later.
+  bus_->RegisterListenerForAll("log", [](const events::Message& message) {
+    VIOS_LOG(kInfo, "cluster message")
+        .Field("type", events::MessageTypeName(message.type))
+        .Field("source", message.source)
+        .Field("subject", message.subject)
+        .Field("text", message.text)
+        .Field("warning", events::IsWarning(message.type));
+  });
+  cluster::ClusterAgentOptions options;
+  options.cluster = m.name;
+  options.ns = m.ns;
+  options.member = config_.node_name;
+  options.peer_address = m.peer_address;
+  options.version = VIOS_VERSION;
+  options.state_dir = config_.state_dir;
+  cluster_ = std::make_unique<cluster::ClusterAgent>(std::move(kube_config), options, *bus_);
+  cluster_->Start();
+  status_thread_ = std::thread([this] { ReportStatusLoop(); });
+  VIOS_LOG(kInfo, "joining cluster")
+      .Field("cluster", m.ns + "/" + m.name)
+      .Field("member", config_.node_name);
+}
+
+void Agent::ReportStatusLoop() {
+  std::unique_lock lock(status_mu_);
+  while (!status_stop_) {
+    lock.unlock();
+    AgentInfo info = Info();
+    cluster::LocalStatus status;
+    for (const PathInfo& p : info.paths) {
+      status.paths.push_back(cluster::PathState{p.pool, p.backend, p.state, p.detail});
+    }
+    status.virtual_ports = info.virtual_ports;
+    cluster_->SetLocalStatus(std::move(status));  // Written only when it changed.
+    lock.lock();
+    status_cv_.wait_for(lock, std::chrono::seconds(2), [this] { return status_stop_; });
+  }
+}
+
 void Agent::Stop() {
+  if (status_thread_.joinable()) {
+    {
+      std::lock_guard lock(status_mu_);
+      status_stop_ = true;
+    }
+    status_cv_.notify_all();
+    status_thread_.join();
+  }
+  if (cluster_) cluster_->Stop();
+  cluster_.reset();
+  bus_.reset();
   if (api_server_) api_server_->Stop();  // No new API calls; outside mu_ (calls take it).
   api_server_.reset();
   std::lock_guard lock(mu_);

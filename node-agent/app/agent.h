@@ -11,17 +11,21 @@
 //   agent->Stop();
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/events/event_bus.h"
 #include "common/metrics/metrics.h"
 #include "node-agent/api/agent_service.h"
 #include "node-agent/api/port_manager.h"
 #include "node-agent/app/data_path_metrics.h"
+#include "node-agent/cluster/cluster_agent.h"
 #include "node-agent/config/agent_config.h"
 #include "node-agent/fuse/fuse_export.h"
 #include "node-agent/iscsi/server.h"
@@ -100,6 +104,9 @@ class Agent final : public PortManager {
   PortInfo DescribeLocked(const std::string& name, const PortState& port) const;
   std::string PortIqn(const PortRequest& request) const;
   std::string PortalAddress() const;
+  // JoinCluster registers with the configured VIOSCluster and starts reporting status.
+  void JoinCluster();
+  void ReportStatusLoop();
 
   AgentConfig config_;
   metrics::Registry registry_;
@@ -110,6 +117,14 @@ class Agent final : public PortManager {
   std::unique_ptr<iscsi::Server> server_;
   std::unique_ptr<AgentService> api_service_;
   std::unique_ptr<AgentApiServer> api_server_;
+
+  // Cluster membership (optional): the bus its messages arrive on, the member, a status reporter.
+  std::unique_ptr<events::EventBus> bus_;
+  std::unique_ptr<cluster::ClusterAgent> cluster_;
+  std::thread status_thread_;
+  std::mutex status_mu_;
+  std::condition_variable status_cv_;
+  bool status_stop_ = false;  // Guarded by status_mu_.
 
   mutable std::mutex mu_;  // Guards volumes_, ports_, started_; held across port setup/teardown.
   std::map<std::string, VolumeState> volumes_;    // By volume id.

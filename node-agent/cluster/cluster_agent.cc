@@ -339,7 +339,8 @@ json ClusterAgent::LeaseObject() {
           {"metadata",
            {{"name", options_.member},
             {"namespace", options_.ns},
-            {"labels", {{kClusterLabel, options_.cluster}}}}},
+            // vios-operator watches Leases by the member label (operator/README.md).
+            {"labels", {{kClusterLabel, options_.cluster}, {"vios.dev/member", options_.member}}}}},
           {"spec",
            {{"holderIdentity", options_.member},
             {"leaseDurationSeconds", seconds},

@@ -212,6 +212,18 @@ AgentConfig ParseRoot(Field& root) {
     c.fuse_exports.push_back(
         FuseExportConfig{f.String("volume", true), f.String("mountpoint", true)});
   });
+  if (root.Has("cluster")) {
+    Field cluster = root.Child("cluster");
+    ClusterMembershipConfig m;
+    m.name = cluster.String("name", true);
+    m.ns = cluster.String("namespace", true);
+    m.kubeconfig = cluster.String("kubeconfig", false);
+    m.peer_address = cluster.String("peerAddress", false);
+    cluster.RejectUnknown();
+    if (c.node_name.empty())
+      Field::Fail("node", "is required when cluster is set (the member name)");
+    c.cluster = std::move(m);
+  }
   root.RejectUnknown();
   return c;
 }

@@ -96,6 +96,16 @@ struct FuseExportConfig {
   bool operator==(const FuseExportConfig&) const = default;
 };
 
+// ClusterMembershipConfig: register with a VIOSCluster (VIOSMember + heartbeat Lease) and keep a
+// local copy of the cluster state. Without it the agent runs standalone.
+struct ClusterMembershipConfig {
+  std::string name;          // VIOSCluster name.
+  std::string ns;            // Its namespace.
+  std::string kubeconfig;    // Empty: $KUBECONFIG, in-cluster, ~/.kube/config.
+  std::string peer_address;  // host:port peers reach this agent on (reported in status).
+  bool operator==(const ClusterMembershipConfig&) const = default;
+};
+
 struct AgentConfig {
   std::string node_name;
   std::vector<std::string> iscsi_listen{"127.0.0.1:3260"};
@@ -108,6 +118,7 @@ struct AgentConfig {
   std::vector<VolumeConfig> volumes;
   std::vector<PortConfig> ports;
   std::vector<FuseExportConfig> fuse_exports;
+  std::optional<ClusterMembershipConfig> cluster;
   bool operator==(const AgentConfig&) const = default;
 
   const PoolConfig* FindPool(const std::string& name) const;
