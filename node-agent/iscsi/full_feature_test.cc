@@ -217,6 +217,28 @@ TEST_F(FullFeatureTest, AbortTaskWaitsForDeviceAndSuppressesResponse) {
   EXPECT_EQ(r->bhs.bytes[2], static_cast<uint8_t>(TmfResponse::kTaskDoesNotExist));
 }
 
+// RFC 7143 §11.5.1: TARGET COLD RESET is a target reset the SCSI layer sees (power-on unit
+// attention there), answered Function Complete, after which the target drops the connection.
+TEST_F(FullFeatureTest, TargetColdResetResetsTheDeviceAndCloses) {
+  StartServer();
+  auto ini = LoggedIn();
+  Bhs tmf;
+  tmf.SetOpcode(Opcode::kTaskManagementRequest);
+  tmf.bytes[0] |= 0x40;
+  tmf.SetFlags(0x80 | 7);  // TARGET COLD RESET.
+  tmf.SetItt(ini->next_itt++);
+  tmf.SetField32(20, kReservedTag);
+  tmf.SetField32(24, ini->cmd_sn);
+  ini->Send(tmf);
+  auto r = ini->Receive();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bhs.opcode(), Opcode::kTaskManagementResponse);
+  EXPECT_EQ(r->bhs.bytes[2], static_cast<uint8_t>(TmfResponse::kComplete));
+  EXPECT_EQ(device_.last_tmf.load(),
+            static_cast<int>(scsi::TaskManagementFunction::kTargetColdReset));
+  EXPECT_TRUE(ini->WaitClosed());
+}
+
 TEST_F(FullFeatureTest, NopOutPingEchoesData) {
   StartServer();
   auto ini = LoggedIn();

@@ -74,16 +74,17 @@ void Connection::HandleTaskManagement(const Pdu& pdu) {
     case kClearTaskSet:
     case kLogicalUnitReset:
     case kTargetWarmReset:
+    case kTargetColdReset:
       for (IscsiTask* t = active_head_; t != nullptr;) {
         IscsiTask* next = t->active_next;
-        if (view.function() == kTargetWarmReset || DecodeLun(t->raw_lun) == lun) {
+        if (view.function() == kTargetWarmReset || view.function() == kTargetColdReset ||
+            DecodeLun(t->raw_lun) == lun) {
           AbortTask(t, tmf);
         }
         t = next;
       }
       break;
     case kClearAca:
-    case kTargetColdReset:
       response = TmfResponse::kNotSupported;
       break;
     case kTaskReassign:
@@ -116,7 +117,7 @@ void Connection::FinishTmf(PendingTmf* tmf) {
   TmfResponse response = TmfResponse::kComplete;
   uint8_t function = tmf->function;
   if (!closing_ && (function == kClearTaskSet || function == kLogicalUnitReset ||
-                    function == kTargetWarmReset)) {
+                    function == kTargetWarmReset || function == kTargetColdReset)) {
     // The transport's own tasks are gone; let the SCSI layer reset its state (SAM-5 §7).
     auto result = session_->target()->device()->TaskManagement(
         static_cast<scsi::TaskManagementFunction>(function), session_->nexus(),
@@ -133,6 +134,10 @@ void Connection::FinishTmf(PendingTmf* tmf) {
     out->bhs().SetFlags(0x80);
     out->bhs().bytes[2] = static_cast<uint8_t>(response);
     out->bhs().SetItt(tmf->itt);
+    // TARGET COLD RESET: the response goes out, then the connection closes (RFC 7143 §11.5.1).
+    // The SCSI layer has already reset every logical unit with a power-on unit attention.
+    out->close_after = function == kTargetColdReset;
+    if (out->close_after) logout_sent_ = true;  // Nothing more is processed on this connection.
     Enqueue(out, true);
   }
   tmf->active = false;

@@ -23,7 +23,14 @@ void LogicalUnit::CompareAndWrite(Task* task) {
     return;
   }
   if (blocks == 0) {
-    task->SetGood();  // SBC-3 §5.2: zero blocks is not an error.
+    // SBC-3 §5.2: zero blocks is not an error, but Data-Out for a command that transfers none
+    // means the length field disagrees with the initiator (libiscsi sends 256 blocks, which wraps
+    // to 0 in this one-byte field, and expects INVALID FIELD IN CDB).
+    if (task->data_out.empty()) {
+      task->SetGood();
+    } else {
+      SetInvalidFieldInCdb(task, 13);
+    }
     task->Complete();
     return;
   }

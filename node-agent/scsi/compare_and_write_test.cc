@@ -92,6 +92,11 @@ TEST(CompareAndWriteTest, Validation) {
                      std::vector<uint8_t>(4 * 512));
   long_data.Run(lu);
   EXPECT_SENSE(long_data, SenseKey::kIllegalRequest, 0x0E, 0x03);
+  // Zero blocks with Data-Out (256 wrapped to 0 in the one-byte field): INVALID FIELD IN CDB.
+  TestTask zero_with_data({0x89, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0}, 0,
+                          std::vector<uint8_t>(2 * 512));
+  zero_with_data.Run(lu);
+  EXPECT_SENSE(zero_with_data, SenseKey::kIllegalRequest, 0x24, 0x00);
 }
 
 TEST(CompareAndWriteTest, OverlappingWriteWaitsUntilCompareAndWriteCompletes) {
