@@ -261,3 +261,10 @@ class CsiEnv:
                 p.stop()
         for a in self.agents.values():
             a.stop()
+        # Remove the work directory only when nothing is mounted below it any more (a failed
+        # test may leave a mount; deleting through it would touch the volume, not our files).
+        with open("/proc/self/mountinfo") as f:
+            busy = any((" %s/" % self.dir) in line for line in f)
+        if not busy:
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
