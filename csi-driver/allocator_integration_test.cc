@@ -131,6 +131,7 @@ TEST(AllocatorIntegrationTest, TwoRacingControllersNeverHandOutOneExtentTwice) {
   // The pool was filled up to the last few extents (a 2- or 3-extent request may not fit).
   EXPECT_GE(total, kPoolBytes - 2 * kExtent);
   EXPECT_GT(volumes.size(), 40u);
+  fs::remove(f.pool_file);
 }
 
 TEST(AllocatorIntegrationTest, ReserveIsIdempotentForTheSameVolume) {
@@ -147,6 +148,7 @@ TEST(AllocatorIntegrationTest, ReserveIsIdempotentForTheSameVolume) {
   EXPECT_TRUE(check.MarkUsed(first, &error));
   EXPECT_TRUE(check.MarkUsed(other, &error)) << error;
   EXPECT_EQ(alloc.FreeBytes(pool), kPoolBytes - 4 * kExtent);
+  fs::remove(f.pool_file);
 }
 
 class ControllerIntegrationTest : public ::testing::Test {
