@@ -51,6 +51,14 @@ EXPECTED_SKIPS = {
 }
 
 PROBE_LINE = "PERSISTENT RESERVE IN is not implemented."
+# Tests whose expectation contradicts the standard for our geometry (512-byte logical blocks in
+# 4 KiB physical blocks). Keep in step with node-agent/README.md ("Conformance").
+KNOWN_FAILURES = {
+    # After unmapping LBAs 0-7 it asks GET LBA STATUS at LBA 9 and expects the first descriptor
+    # to start at 16; SBC-3 §5.7 requires the first descriptor to contain the requested LBA.
+    "GetLBAStatus": {"UnmapSingle"},
+}
+
 SUMMARY = re.compile(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.M)
 
 
@@ -77,21 +85,23 @@ def run_suite(agent, family, suite, tmp_path):
     # Only skips inside the suite's run count; iscsi-test-cu's start-up capability probe prints
     # its own "[SKIPPED]" line before the suite starts.
     body = text[text.find("Suite:"):m.start()] if "Suite:" in text else ""
-    skipped = set()
+    skipped, failures = set(), set()
     for chunk in body.split("  Test: ")[1:]:
         name = chunk.split(" ...", 1)[0].strip()
         if "[SKIPPED]" in chunk.replace(PROBE_LINE, ""):
             skipped.add(name)
-    failures = [line.strip() for line in text.splitlines()
-                if "FAILED" in line or "failed" in line.lower() and "Test:" in line]
+        if "FAILED" in chunk:
+            failures.add(name)
+    assert len(failures) == failed, "could not attribute CUnit's %d failures:\n%s" % (failed, text)
     return total, ran, failed, skipped, failures, text
 
 
 @pytest.mark.parametrize("suite", SUITES)
 def test_scsi_suite(agent, suite, tmp_path):
     total, ran, failed, skipped, failures, text = run_suite(agent, "SCSI", suite, tmp_path)
-    assert ran == total and failed == 0, "SCSI.%s: %d of %d failed\n%s" % (
-        suite, failed, total, text[-6000:])
+    unexpected_failures = failures - KNOWN_FAILURES.get(suite, set())
+    assert ran == total and not unexpected_failures, "SCSI.%s: %s of %d failed\n%s" % (
+        suite, sorted(failures), total, text[-6000:])
     unexpected = skipped - EXPECTED_SKIPS.get(suite, set())
     assert not unexpected, "SCSI.%s skipped tests that apply (CUnit counts them as passed): %s" % (
         suite, sorted(unexpected))
