@@ -32,9 +32,14 @@ class IscsiBackendTest : public ::testing::Test {
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, kSize), 0);
     ::close(fd);
-    // A port per test process keeps parallel runs apart.
-    tgtd_ = std::make_unique<Tgtd>(20000 + (::getpid() % 20000));
-    ASSERT_TRUE(tgtd_->Start()) << "tgtd did not start";
+    // A port per test process keeps parallel runs apart; another process may already hold it
+    // (tgtd uses the same number for its portal and control socket), so try a few.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      tgtd_ = std::make_unique<Tgtd>(20000 + (::getpid() + attempt * 2477) % 20000);
+      if (tgtd_->Start()) break;
+      tgtd_.reset();
+    }
+    ASSERT_NE(tgtd_, nullptr) << "tgtd did not start on any of 8 ports";
   }
   void TearDown() override {
     tgtd_.reset();
