@@ -91,7 +91,8 @@ STATUS = {
                     "paths": [{"pool": "default", "backend": "file0", "state": "Healthy"}]},
     "viosvolumes": {"phase": "Attached",
                     "attachments": [{"node": "node-1", "pod": "default/db-0", "agent":
-                                     "local-node-1", "transport": "iscsi", "virtualPortIQN":
+                                     "local-node-1", "transport": "iscsi", "readOnly": False,
+                                     "virtualPortIQN":
                                      "iqn.2026-11.dev.vios:pvc-0b1c5d2e:node-1"}],
                     "reservation": {"generation": 2, "holder": "port-a",
                                     "type": "WriteExclusiveRegistrantsOnly",
@@ -144,6 +145,19 @@ def test_volume_can_grow_but_not_shrink_or_move(control_plane, namespace):
     res = patch(cp, namespace, "viosv", "pvc-0b1c5d2e", {"spec": {"pool": "other"}}, check=False)
     assert res.returncode != 0
     assert "spec.pool" in res.stderr and "pool is immutable" in res.stderr
+    # What the CSI controller recorded at CreateVolume never changes either.
+    for field, value in [("csiName", "pvc-other"), ("transport", "fuse"), ("fsType", "xfs")]:
+        res = patch(cp, namespace, "viosv", "pvc-0b1c5d2e", {"spec": {field: value}},
+                    check=False)
+        assert res.returncode != 0, field
+        assert "spec." + field in res.stderr and field + " is immutable" in res.stderr, res.stderr
+
+
+def test_volume_transport_defaults_to_fuse(control_plane, namespace):
+    vol = load("viosvolume.yaml")
+    del vol["spec"]["transport"]
+    created = json.loads(create(control_plane, namespace, vol).stdout)
+    assert created["spec"]["transport"] == "fuse"
 
 
 def expected_error(path):
@@ -244,6 +258,10 @@ def test_invalid_volume_and_member_fields_are_named(control_plane, namespace):
     bad["spec"]["extents"][1]["offset"] = 100
     res = create(cp, namespace, bad, check=False)
     assert "spec.extents[1].offset" in res.stderr and "multiple of 512" in res.stderr, res.stderr
+    bad = copy.deepcopy(vol)
+    bad["spec"]["fsType"] = "ntfs"
+    res = create(cp, namespace, bad, check=False)
+    assert "spec.fsType: Unsupported value" in res.stderr, res.stderr
     bad = copy.deepcopy(vol)
     bad["spec"]["size"] = "1000"
     res = create(cp, namespace, bad, check=False)
