@@ -6,7 +6,10 @@ There is no kubelet: pods never run; the objects must be accepted and right.
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+import time
 
 import pytest
 import yaml
@@ -302,3 +305,141 @@ def test_install_and_uninstall(control_plane, namespace, monitoring_crds):
         res = control_plane.kubectl("get", *args, "-o", "name", check=False)
         assert res.stdout.strip() in ("", "No resources found"), (args, res.stdout)
     control_plane.kubectl("get", "crd", "viosclusters.vios.dev")
+
+
+def sa_kubeconfig(control_plane, namespace, sa, path):
+    """A kubeconfig that authenticates as ServiceAccount sa (a TokenRequest token)."""
+    token = control_plane.kubectl("create", "token", sa, "-n", namespace,
+                                  "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(open(control_plane.kubeconfig))
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": admin["clusters"][0]["name"],
+                                              "user": sa, "namespace": namespace}}],
+        "current-context": sa,
+    }
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    os.chmod(path, 0o600)
+    return path
+
+
+def chart_args(deployment, container, replace):
+    """The container's args as the chart renders them, with the flags in `replace` swapped for
+    test-local values (ports, sockets)."""
+    out = []
+    for arg in containers(deployment)[container]["args"]:
+        name = arg.split("=", 1)[0]
+        out.append(replace.pop(name) if name in replace else arg)
+    return out + list(replace.values())
+
+
+def test_binaries_work_with_the_charts_flags_and_rbac(control_plane, namespace, tmp_path):
+    """The installed release's operator and CSI controller run with exactly the chart's flags
+    under their own ServiceAccounts, and an agent under the agent ServiceAccount joins: the RBAC
+    is enough for what the binaries do, and the API server refuses nothing."""
+    import lib_csi
+    from lib import procs
+    from lib.agent import BUILD_DIR, Agent
+
+    work = tempfile.mkdtemp(prefix="helm-rbac-")  # short: unix socket paths are limited
+    pool_file = os.path.join(work, "pool0.img")
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "cluster": {"create": True, "name": "rbac",
+                    "spec": {"pools": [lib_csi.pool_spec(pool_file, "1Gi")]}},
+        "csiController": {"defaultCluster": "rbac"}}))
+    kc = control_plane.kubeconfig
+    helm("install", "vios", CHART, "-n", namespace, "-f", str(values), kubeconfig=kc)
+    started = []
+    try:
+        def deployment(name):
+            return json.loads(control_plane.kubectl(
+                "get", "deployment", name, "-n", namespace, "-o", "json").stdout)
+
+        # vios-operator with the chart's args.
+        port = procs.free_port()
+        args = chart_args(deployment("vios-operator"), "vios-operator", {
+            "--metrics-address": "--metrics-address=127.0.0.1:%d" % port,
+            "--kubeconfig": "--kubeconfig=" + sa_kubeconfig(
+                control_plane, namespace, "vios-operator", os.path.join(work, "op.kubeconfig"))})
+        op_log = os.path.join(work, "operator.log")
+        with open(op_log, "w") as log:
+            op = subprocess.Popen([os.path.join(BUILD_DIR, "operator", "vios-operator"), *args],
+                                  stdout=log, stderr=subprocess.STDOUT)
+        started.append(lambda: procs.stop(op))
+
+        # The operator reconciles the chart's VIOSCluster: the node DaemonSet appears, with the
+        # chart's agent image, registrar image and ServiceAccount.
+        ds = wait_for(lambda: get_json(control_plane, "daemonset", "rbac-node", "-n", namespace),
+                      "the node DaemonSet", op_log)
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "vios-agent"
+        images = {c["name"]: c["image"] for c in pod["containers"]}
+        assert images["vios-agent"] == "ghcr.io/vios-dev/vios-agent:0.1.0"
+        assert images["node-driver-registrar"].startswith(
+            "registry.k8s.io/sig-storage/csi-node-driver-registrar:")
+
+        # An agent under the agent ServiceAccount joins; the operator admits it (Up).
+        agent_kc = sa_kubeconfig(control_plane, namespace, "vios-agent",
+                                 os.path.join(work, "agent.kubeconfig"))
+        pool = lib_csi.pool_spec(pool_file, "1Gi")
+        pool["backends"][0]["file"]["create"] = True
+        agent = Agent(os.path.join(work, "agent"), {
+            "node": "rbac-node-a", "stateDir": os.path.join(work, "agent", "state"),
+            "pools": [pool],
+            "cluster": {"name": "rbac", "namespace": namespace, "kubeconfig": agent_kc}}).start()
+        started.append(agent.stop)
+        member = wait_for(lambda: up_member(control_plane, namespace, "rbac-node-a"),
+                          "the agent's VIOSMember Up", op_log)
+        assert member["status"]["state"] == "Up"
+
+        # vios-csi controller with the chart's args provisions a volume.
+        csi_dir = os.path.join(work, "csi")
+        csi = lib_csi.CsiProcess(csi_dir, "controller", kc, namespace)
+        csi.argv = [lib_csi.csi_binary(), *chart_args(
+            deployment("vios-csi-controller"), "vios-csi", {
+                "--endpoint": "--endpoint=unix://" + csi.socket,
+                "--metrics-address": "--metrics-address=127.0.0.1:%d" % procs.free_port(),
+                "--kubeconfig": "--kubeconfig=" + sa_kubeconfig(
+                    control_plane, namespace, "vios-csi-controller",
+                    os.path.join(work, "csi.kubeconfig"))})]
+        csi.start()
+        started.append(csi.stop)
+        vol = lib_csi.call(csi, "CreateVolume", {
+            "name": "pvc-rbac", "capacityRange": {"requiredBytes": str(16 << 20)},
+            "volumeCapabilities": [lib_csi.mount_cap()]})
+        assert vol["volume"]["volumeId"]
+        lib_csi.call(csi, "DeleteVolume", {"volumeId": vol["volume"]["volumeId"]})
+
+        for path in (op_log, agent.log_path, csi.log_path):
+            text = open(path, errors="replace").read()
+            assert "forbidden" not in text.lower(), "%s:\n%s" % (path, text[-3000:])
+    finally:
+        for stop in reversed(started):
+            stop()
+        helm("uninstall", "vios", "-n", namespace, "--wait", "--timeout", "120s", kubeconfig=kc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def get_json(control_plane, *args):
+    res = control_plane.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def up_member(control_plane, namespace, name):
+    m = get_json(control_plane, "viosmember", name, "-n", namespace)
+    return m if m and m.get("status", {}).get("state") == "Up" else None
+
+
+def wait_for(fn, what, log_path, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for %s; %s:\n%s" % (
+        what, log_path, open(log_path, errors="replace").read()[-4000:]))
