@@ -9,15 +9,29 @@
 
 namespace vios::agent::peer {
 
-PeerClient::PeerClient(PeerClientOptions options) : options_(std::move(options)) {
+std::shared_ptr<grpc::Channel> MakePeerChannel(const std::string& address,
+                                               const std::string& server_name, const PeerTls& tls) {
   grpc::ChannelArguments args;
-  if (!options_.server_name.empty()) {
-    args.SetSslTargetNameOverride(options_.server_name);
+  if (!server_name.empty()) {
+    args.SetSslTargetNameOverride(server_name);
   }
   // Fail fast on a dead peer instead of the default exponential reconnect (up to 120 s).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  channel_ = grpc::CreateCustomChannel(options_.address, ChannelCredentials(options_.tls), args);
+  // A peer that dies without closing its connections (power, link cut) is noticed by keepalive
+  // pings, so calls in flight fail and reroute instead of waiting for their deadline.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetMaxReceiveMessageSize(static_cast<int>(kDefaultMaxIoBytes) + kMessageOverhead);
+  args.SetMaxSendMessageSize(static_cast<int>(kDefaultMaxIoBytes) + kMessageOverhead);
+  return grpc::CreateCustomChannel(address, ChannelCredentials(tls), args);
+}
+
+PeerClient::PeerClient(PeerClientOptions options) : options_(std::move(options)) {
+  channel_ = MakePeerChannel(options_.address, options_.server_name, options_.tls);
   stub_ = vios::peer::v1::Peer::NewStub(channel_);
 }
 
@@ -61,6 +75,28 @@ void PeerClient::Deliver(const events::Message& message) {
     throw PeerError(static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION),
                     "peer " + options_.address + ": Deliver was not accepted");
   }
+}
+
+ReservationResult PeerClient::ApplyReservation(const std::string& volume, uint64_t version,
+                                               const std::string& state_json,
+                                               std::chrono::milliseconds deadline) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+  vios::peer::v1::ReservationUpdate req;
+  req.set_volume(volume);
+  req.set_version(version);
+  req.set_state_json(state_json);
+  req.set_from_member(options_.member);
+  vios::peer::v1::ReservationAck ack;
+  grpc::Status status = stub_->ApplyReservation(&ctx, req, &ack);
+  if (!status.ok()) {
+    return {.applied = false,
+            .version = 0,
+            .error = "peer " + options_.address + ": ApplyReservation failed: " +
+                     std::to_string(static_cast<int>(status.error_code())) + " " +
+                     status.error_message()};
+  }
+  return {.applied = ack.applied(), .version = ack.version(), .error = ack.error()};
 }
 
 }  // namespace vios::agent::peer

@@ -4,6 +4,7 @@
 //                    .tls = {...}});
 //   vios::peer::v1::HealthResponse h = peer.Health();   // throws PeerError
 //   peer.Deliver(message);                               // throws PeerError
+//   ReservationResult r = peer.ApplyReservation("pvc-1", 7, json, std::chrono::seconds(2));
 //
 // Errors say which peer, which call, the gRPC code and what to check: a peer that does not trust
 // our certificate (or that we do not trust) fails the handshake and reports UNAVAILABLE.
@@ -17,6 +18,7 @@
 #include <grpcpp/channel.h>
 
 #include "common/events/message.h"
+#include "node-agent/peer/peer_server.h"
 #include "node-agent/peer/peer_tls.h"
 #include "proto/peer.grpc.pb.h"
 
@@ -32,12 +34,24 @@ struct PeerClientOptions {
   std::chrono::milliseconds deadline{std::chrono::seconds(5)};
 };
 
+// MakePeerChannel opens the mutual-TLS channel to a peer (fast reconnect, messages up to one
+// maximal ExecuteIo). One channel per peer member can be shared by its PeerClient and the
+// PeerPaths of every backend (router/peer_path.h). Throws PeerError on bad TLS files.
+std::shared_ptr<grpc::Channel> MakePeerChannel(const std::string& address,
+                                               const std::string& server_name, const PeerTls& tls);
+
 class PeerClient {
  public:
   explicit PeerClient(PeerClientOptions options);
 
   vios::peer::v1::HealthResponse Health();
   void Deliver(const events::Message& message);
+  // ApplyReservation asks the peer to install a volume's reservation state (DESIGN.md §7). It
+  // does not throw: a transport failure or refusal comes back as applied=false with the error.
+  ReservationResult ApplyReservation(const std::string& volume, uint64_t version,
+                                     const std::string& state_json,
+                                     std::chrono::milliseconds deadline);
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
   const std::string& address() const { return options_.address; }
 

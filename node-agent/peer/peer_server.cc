@@ -1,7 +1,9 @@
-// PeerServer: Health and Deliver over mutual TLS (peer_server.h).
+// PeerServer: Health, Deliver, ExecuteIo and ApplyReservation over mutual TLS (peer_server.h).
 #include "node-agent/peer/peer_server.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <span>
 
 #include <grpcpp/server_builder.h>
 
@@ -12,7 +14,7 @@ namespace vios::agent::peer {
 namespace {
 
 // PeerIdentity is the common name of the verified client certificate ("" if none).
-std::string PeerIdentity(const grpc::ServerContext* ctx) {
+std::string PeerIdentity(const grpc::ServerContextBase* ctx) {
   auto auth = ctx->auth_context();
   if (!auth) {
     return "";
@@ -23,9 +25,121 @@ std::string PeerIdentity(const grpc::ServerContext* ctx) {
 
 }  // namespace
 
-class PeerServer::Service final : public vios::peer::v1::Peer::Service {
+class PeerServer::Service final
+    : public vios::peer::v1::Peer::WithCallbackMethod_ExecuteIo<vios::peer::v1::Peer::Service> {
  public:
   Service(const PeerServerOptions& options, events::EventBus& bus) : options_(options), bus_(bus) {}
+
+  // IoCall is one ExecuteIo between Submit and IoDone; it frees itself when done.
+  struct IoCall final : backend::IoCompletion {
+    Service* service = nullptr;
+    grpc::ServerUnaryReactor* reactor = nullptr;
+    vios::peer::v1::IoResponse* response = nullptr;
+    std::atomic<uint64_t>* served = nullptr;
+    backend::IoRequest io;
+    void IoDone(backend::IoRequest* request) override {
+      std::unique_ptr<IoCall> self(this);
+      if (request->result != 0) {
+        response->set_error(-request->result);
+        response->clear_data();
+      }
+      served->fetch_add(1, std::memory_order_relaxed);
+      reactor->Finish(grpc::Status::OK);
+      service->IoFinished();
+    }
+  };
+
+  grpc::ServerUnaryReactor* ExecuteIo(grpc::CallbackServerContext* ctx,
+                                      const vios::peer::v1::IoRequest* req,
+                                      vios::peer::v1::IoResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!options_.local_devices) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                   "ExecuteIo: this agent does not serve I/O for peers"));
+      return reactor;
+    }
+    backend::BlockDevice* device = options_.local_devices(req->pool(), req->backend());
+    if (device == nullptr) {
+      ++io_refused_;
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   "pool/backend: agent " + options_.member + " has no backend " +
+                                       req->pool() + "/" + req->backend()));
+      return reactor;
+    }
+    const std::string error = ValidateIo(*req, *device, options_.max_io_bytes);
+    if (!error.empty()) {
+      ++io_refused_;
+      VIOS_LOG(kWarning, "peer I/O refused")
+          .Field("identity", PeerIdentity(ctx))
+          .Field("backend", req->pool() + "/" + req->backend())
+          .Field("error", error);
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ExecuteIo: " + error));
+      return reactor;
+    }
+    auto call = std::make_unique<IoCall>();
+    call->service = this;
+    call->reactor = reactor;
+    call->response = resp;
+    call->served = &Served(PeerIdentity(ctx));
+    backend::IoRequest& io = call->io;
+    ToBackendOp(req->op(), &io.op);
+    io.offset = req->offset();
+    io.length = req->length();
+    if (io.op == backend::IoOp::kRead) {
+      std::string* data = resp->mutable_data();
+      data->resize(req->length());
+      io.read_buffer = std::span<uint8_t>(reinterpret_cast<uint8_t*>(data->data()), data->size());
+    } else if (io.op == backend::IoOp::kWrite) {
+      // The request message lives until Finish: the backend may read the payload in place.
+      io.write_buffer = std::span<const uint8_t>(
+          reinterpret_cast<const uint8_t*>(req->data().data()), req->data().size());
+    }
+    io.completion = call.get();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++in_flight_;
+    }
+    device->Submit(&call.release()->io);
+    return reactor;
+  }
+
+  grpc::Status ApplyReservation(grpc::ServerContext* ctx,
+                                const vios::peer::v1::ReservationUpdate* req,
+                                vios::peer::v1::ReservationAck* resp) override {
+    if (!options_.reservation_applier) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "ApplyReservation: agent " + options_.member +
+                              " has no persistent-reservation component");
+    }
+    if (req->volume().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "volume: must not be empty");
+    }
+    ++reservations_;
+    const std::string from = PeerIdentity(ctx);
+    try {
+      ReservationResult r =
+          options_.reservation_applier(req->volume(), req->version(), req->state_json(), from);
+      resp->set_applied(r.applied);
+      resp->set_version(r.version);
+      resp->set_error(r.error);
+    } catch (const std::exception& e) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, std::string("ApplyReservation: ") + e.what());
+    }
+    return grpc::Status::OK;
+  }
+
+  void IoFinished() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--in_flight_ == 0) {
+      idle_cv_.notify_all();
+    }
+  }
+
+  // WaitIdle returns when no ExecuteIo is inside a backend.
+  void WaitIdle() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
+  }
 
   grpc::Status Health(grpc::ServerContext* /*ctx*/, const vios::peer::v1::HealthRequest* /*req*/,
                       vios::peer::v1::HealthResponse* resp) override {
@@ -71,7 +185,19 @@ class PeerServer::Service final : public vios::peer::v1::Peer::Service {
   }
 
   Stats GetStats() const {
-    return {health_.load(), delivered_.load(), duplicates_.load(), refused_.load()};
+    Stats s;
+    s.health = health_.load();
+    s.delivered = delivered_.load();
+    s.duplicates = duplicates_.load();
+    s.refused = refused_.load();
+    s.io_refused = io_refused_.load();
+    s.reservations = reservations_.load();
+    std::lock_guard<std::mutex> lock(mu_);
+    s.io_in_flight = in_flight_;
+    for (const auto& [from, count] : served_) {
+      s.io_served[from] = count->load(std::memory_order_relaxed);
+    }
+    return s;
   }
 
  private:
@@ -90,11 +216,25 @@ class PeerServer::Service final : public vios::peer::v1::Peer::Service {
     return false;
   }
 
+  // Served returns the counter of a caller identity (bounded: the cluster's members).
+  std::atomic<uint64_t>& Served(const std::string& from) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = served_[from];
+    if (!slot) {
+      slot = std::make_unique<std::atomic<uint64_t>>(0);
+    }
+    return *slot;
+  }
+
   const PeerServerOptions& options_;
   events::EventBus& bus_;
-  std::mutex mu_;
-  std::unordered_map<std::string, uint64_t> last_sequence_;  // guarded by mu_
+  mutable std::mutex mu_;
+  std::condition_variable idle_cv_;
+  std::unordered_map<std::string, uint64_t> last_sequence_;               // guarded by mu_
+  std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>> served_;  // guarded by mu_
+  uint64_t in_flight_ = 0;                                                // guarded by mu_
   std::atomic<uint64_t> health_{0}, delivered_{0}, duplicates_{0}, refused_{0};
+  std::atomic<uint64_t> io_refused_{0}, reservations_{0};
 };
 
 PeerServer::PeerServer(PeerServerOptions options, events::EventBus& bus)
@@ -110,8 +250,10 @@ void PeerServer::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, ServerCredentials(options_.tls), &port_);
   builder.RegisterService(service_.get());
-  // Bounded message size: a peer cannot make us allocate more than this per call.
-  builder.SetMaxReceiveMessageSize(8 << 20);
+  // Bounded message size: a peer cannot make us allocate more than this per call (one maximal
+  // write plus the other fields).
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_io_bytes) + kMessageOverhead);
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_io_bytes) + kMessageOverhead);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();
@@ -128,6 +270,9 @@ void PeerServer::Stop() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_->Wait();
     server_.reset();
+  }
+  if (service_) {
+    service_->WaitIdle();
   }
 }
 

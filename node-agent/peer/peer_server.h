@@ -12,12 +12,20 @@
 // member's other messages; the receiver adds attributes "peer.identity" (the common name of the
 // certificate the caller presented) and "peer.sequence" (the sender's sequence number). A repeat
 // of the last sequence seen from a source (a retried Deliver) is acknowledged and dropped.
-// ExecuteIo answers UNIMPLEMENTED until the reroute issue adds it.
+//
+// ExecuteIo (DESIGN.md §6) runs a peer's I/O on this agent's LOCAL device of a backend
+// (local_devices; never the router, so a request is never forwarded again: no loops). Every field
+// is checked first (peer_io.h: unknown pool/backend NOT_FOUND, bad op/offset/length/size
+// INVALID_ARGUMENT naming the field); the I/O is submitted asynchronously from gRPC's callback
+// API, so no gRPC thread waits for a backend. Served requests are counted per caller identity.
+// ApplyReservation hands a peer's reservation state to reservation_applier (UNIMPLEMENTED when
+// unset).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +35,8 @@
 #include <grpcpp/server.h>
 
 #include "common/events/event_bus.h"
+#include "node-agent/backend/block_device.h"
+#include "node-agent/peer/peer_io.h"
 #include "node-agent/peer/peer_tls.h"
 #include "proto/peer.grpc.pb.h"
 
@@ -38,6 +48,13 @@ struct BackendReachability {
   bool reachable = false;
 };
 
+// ReservationResult is the outcome of ApplyReservation (the ReservationAck fields).
+struct ReservationResult {
+  bool applied = false;
+  uint64_t version = 0;  // the version the local copy holds after the call
+  std::string error;
+};
+
 struct PeerServerOptions {
   std::string listen_address;  // host:port; port 0 picks a free one (see port())
   std::string member;
@@ -45,6 +62,19 @@ struct PeerServerOptions {
   PeerTls tls;
   // backends reports the agent's paths for Health; empty: none reported.
   std::function<std::vector<BackendReachability>()> backends;
+  // local_devices returns a backend's LOCAL device (Router::local_backend(), never the Router
+  // itself), or null when this agent has no such backend. Unset: ExecuteIo answers UNIMPLEMENTED.
+  // Called per request: keep it a map lookup. The device must outlive the server.
+  std::function<backend::BlockDevice*(const std::string& pool, const std::string& backend)>
+      local_devices;
+  // max_io_bytes caps the data of one ExecuteIo read or write.
+  uint64_t max_io_bytes = kDefaultMaxIoBytes;
+  // reservation_applier installs a peer's reservation state (the persistent-reservation
+  // component). Unset: ApplyReservation answers UNIMPLEMENTED. It may block (up to the caller's
+  // deadline); exceptions become INTERNAL.
+  std::function<ReservationResult(const std::string& volume, uint64_t version,
+                                  const std::string& state_json, const std::string& from)>
+      reservation_applier;
 };
 
 class PeerServer {
@@ -53,7 +83,12 @@ class PeerServer {
     uint64_t health = 0;
     uint64_t delivered = 0;
     uint64_t duplicates = 0;
-    uint64_t refused = 0;  // messages refused as malformed
+    uint64_t refused = 0;     // messages refused as malformed
+    uint64_t io_refused = 0;  // ExecuteIo requests refused before reaching a backend
+    uint64_t io_in_flight = 0;
+    // io_served counts ExecuteIo requests executed, by the caller's certificate identity.
+    std::map<std::string, uint64_t> io_served;
+    uint64_t reservations = 0;  // ApplyReservation calls answered
   };
 
   PeerServer(PeerServerOptions options, events::EventBus& bus);
@@ -62,7 +97,8 @@ class PeerServer {
   PeerServer& operator=(const PeerServer&) = delete;
 
   void Start();
-  // Stop waits up to a second for calls in flight, then cancels them.
+  // Stop waits up to a second for calls in flight, then cancels them; it returns only when no
+  // ExecuteIo is left inside a backend (their devices may then be destroyed).
   void Stop();
   int port() const { return port_; }
   Stats GetStats() const;
