@@ -231,9 +231,16 @@ def can_i(control_plane, namespace, sa, verb, resource):
 
 def test_install_and_uninstall(control_plane, namespace, monitoring_crds):
     kc = control_plane.kubeconfig
-    helm("install", "vios", CHART, "-n", namespace, "--set", "cluster.create=true",
-         "--set", "csiController.defaultCluster=local", kubeconfig=kc)
+    install = helm("install", "vios", CHART, "-n", namespace, "--set", "cluster.create=true",
+                   "--set", "csiController.defaultCluster=local", kubeconfig=kc)
     try:
+        # NOTES.txt tells the user what to do next, true to this install.
+        notes = install.stdout[install.stdout.index("NOTES:"):]
+        print(notes)
+        assert "kubectl -n %s get viosclusters,viosmembers -o wide" % namespace in notes
+        assert "storageClassName: vios" in notes
+        assert "a ServiceMonitor and a PrometheusRule (vios) were created" in notes
+        assert "helm -n %s uninstall vios" % namespace in notes
         status = json.loads(helm("status", "vios", "-n", namespace, "-o", "json",
                                  kubeconfig=kc).stdout)
         assert status["info"]["status"] == "deployed"
