@@ -82,6 +82,12 @@ def metric_names(expr):
     return set(re.findall(r"\bvios_[a-z_]+", expr))
 
 
+class System:
+    def __init__(self, endpoints, agent):
+        self.endpoints = endpoints  # {job: "127.0.0.1:port"}
+        self.agent = agent
+
+
 @pytest.fixture
 def system(control_plane, namespace):
     """vios-operator, a cluster-mode vios-agent with one volume and port, a vios-csi controller,
@@ -151,7 +157,7 @@ def system(control_plane, namespace):
         else:
             raise AssertionError("the operator never counted the agent Up:\n" + fetch(
                 "http://%s/metrics" % endpoints["vios-operator"]))
-        yield endpoints
+        yield System(endpoints, agent)
     finally:
         for p in reversed(procs_started):
             if hasattr(p, "stop"):
@@ -163,7 +169,7 @@ def system(control_plane, namespace):
 @pytest.fixture
 def prometheus(system):
     workdir = tempfile.mkdtemp(prefix="prom-e2e-")
-    prom = Prometheus(workdir, {job: [target] for job, target in system.items()},
+    prom = Prometheus(workdir, {job: [target] for job, target in system.endpoints.items()},
                       rule_files=[RULES]).start()
     try:
         prom.wait_for_targets_up()
@@ -174,7 +180,7 @@ def prometheus(system):
 
 def test_promtool_check_metrics_on_every_endpoint(system):
     problems = {}
-    for job, target in system.items():
+    for job, target in system.endpoints.items():
         text = fetch("http://%s/metrics" % target)
         assert "vios_" in text, "%s exports no vios_ metric" % job
         code, output = check_metrics(text)
@@ -218,3 +224,25 @@ def test_prometheus_evaluates_every_alert_and_dashboard_query(prometheus):
             title, len(result), " (no series yet: %s)" % ", ".join(sorted(missing))
             if missing else ""))
     print("\n".join(report))
+
+
+def test_member_down_alert_fires_from_real_metrics(system, prometheus):
+    """The agent dies (SIGKILL: no Leaving); once its Lease expires the operator counts it Down,
+    and ViosMemberDown's expression returns that member count through the real scrape, and the
+    rule goes pending."""
+    expr = alert_exprs()["ViosMemberDown"]
+    assert prometheus.query(expr) == []
+    system.agent.proc.kill()
+    system.agent.proc.wait()
+    deadline = time.monotonic() + 90  # Lease 15 s + grace 2 s + scrape and evaluation
+    while time.monotonic() < deadline:
+        result = prometheus.query(expr)
+        pending = prometheus.query('ALERTS{alertname="ViosMemberDown"}')
+        if result and pending:
+            assert float(result[0]["value"][1]) == 1
+            assert pending[0]["metric"]["alertstate"] in ("pending", "firing")
+            assert pending[0]["metric"]["severity"] == "critical"
+            return
+        time.sleep(1)
+    raise AssertionError("ViosMemberDown never went pending; operator metrics:\n" + fetch(
+        "http://%s/metrics" % system.endpoints["vios-operator"]))
