@@ -1,9 +1,9 @@
 // Path: one way to reach a backend LUN, with a health state the Router chooses by (DESIGN.md §6).
 //
-// Today every backend has exactly one LocalPath (the agent's own file/device/libiscsi session).
-// The reroute issue adds peer paths (I/O forwarded to a healthy peer agent over the peer channel):
-// implement Path, give it to Router::AddPath, and the router starts using it when the local path
-// is Lost.
+// Every backend has one LocalPath (the agent's own file/device/libiscsi session), whose health a
+// HealthTracker keeps (path_prober.h: passive detection from I/O plus optional active probes).
+// Peer paths (peer_path.h) forward I/O to a peer agent that still reaches the backend; the
+// router uses them while the local path is Lost.
 #pragma once
 
 #include <atomic>
@@ -13,54 +13,48 @@
 
 #include "node-agent/backend/block_device.h"
 #include "node-agent/backend/io_counters.h"
+#include "node-agent/router/path_prober.h"
 
 namespace vios::router {
-
-// Health of a path, as in VIOSMember.status (DESIGN.md §3).
-enum class PathHealth : uint8_t { kHealthy, kDegraded, kLost };
-
-const char* PathHealthName(PathHealth health);
 
 class Path {
  public:
   virtual ~Path() = default;
-  // Name for logs, metrics and status: "local", "peer:<node>".
+  // Name for logs, metrics and status: "local", "peer:<member>".
   virtual std::string Name() const = 0;
   virtual PathHealth Health() const = 0;
   // Device executes the I/O sent along this path.
   virtual backend::BlockDevice* Device() = 0;
   // ReportResult feeds the outcome of one I/O back (the router calls it for each completion), so a
-  // path can learn of loss from failing I/O; probes may call SetHealth directly.
+  // path learns of loss from failing I/O.
   virtual void ReportResult(int result) = 0;
   // Statistics of I/O routed along this path.
   backend::IoCounters& counters() { return counters_; }
+  const backend::IoCounters& counters() const { return counters_; }
+  // Requests the router has in flight on this path (least-outstanding choice among peers).
+  std::atomic<int64_t>& outstanding() { return outstanding_; }
 
  private:
   backend::IoCounters counters_;
+  std::atomic<int64_t> outstanding_{0};
 };
 
-// IsPathError tells errors that mean "this path failed" (connection lost, timeouts) from errors of
-// the medium itself (EIO from the LUN, EINVAL): only the former make a path Degraded/Lost and are
-// worth retrying on another path.
-bool IsPathError(int result);
-
-// LocalPath wraps the agent's own backend. It turns Degraded on the first path error and Lost
-// after failure_threshold consecutive ones; any success makes it Healthy again.
+// LocalPath wraps the agent's own backend; its health is its HealthTracker's.
 class LocalPath final : public Path {
  public:
-  LocalPath(backend::BlockDevice* device, unsigned failure_threshold = 3)
-      : device_(device), failure_threshold_(failure_threshold) {}
+  LocalPath(backend::BlockDevice* device, HealthOptions options = {})
+      : device_(device), tracker_(options) {}
   std::string Name() const override { return "local"; }
-  PathHealth Health() const override { return health_.load(std::memory_order_relaxed); }
+  PathHealth Health() const override { return tracker_.Health(); }
   backend::BlockDevice* Device() override { return device_; }
-  void ReportResult(int result) override;
-  void SetHealth(PathHealth health) { health_.store(health); }
+  void ReportResult(int result) override { tracker_.OnIoResult(result); }
+  // SetHealth overrides the state (tests, an operator's decision).
+  void SetHealth(PathHealth health) { tracker_.Force(health, "set"); }
+  HealthTracker& tracker() { return tracker_; }
 
  private:
   backend::BlockDevice* device_;
-  const unsigned failure_threshold_;
-  std::atomic<unsigned> consecutive_failures_{0};
-  std::atomic<PathHealth> health_{PathHealth::kHealthy};
+  HealthTracker tracker_;
 };
 
 }  // namespace vios::router

@@ -19,9 +19,7 @@ uint64_t NowNs() {
                                    .count());
 }
 
-uint64_t Ns(std::chrono::milliseconds ms) {
-  return static_cast<uint64_t>(ms.count()) * 1000000ull;
-}
+uint64_t Ns(std::chrono::milliseconds ms) { return static_cast<uint64_t>(ms.count()) * 1000000ull; }
 
 backend::IoCounters::Kind KindOf(backend::IoOp op) {
   switch (op) {
@@ -62,16 +60,14 @@ Router::Router(std::string name, std::unique_ptr<backend::BlockDevice> local,
     : Router(std::move(name), std::move(local),
              RouterOptions{.health = HealthOptions{.io_failures_to_lose = failure_threshold}}) {}
 
-Router::Router(std::string name, std::unique_ptr<backend::BlockDevice> local,
-               RouterOptions options)
+Router::Router(std::string name, std::unique_ptr<backend::BlockDevice> local, RouterOptions options)
     : name_(std::move(name)), local_(std::move(local)), options_(std::move(options)) {
   auto path = std::make_shared<LocalPath>(local_.get(), options_.health);
   local_path_ = path.get();
   paths_.push_back(std::move(path));
-  local_path_->tracker().SetOnChange(
-      [this](PathHealth from, PathHealth to, const char* reason) {
-        OnLocalHealth(from, to, reason);
-      });
+  local_path_->tracker().SetOnChange([this](PathHealth from, PathHealth to, const char* reason) {
+    OnLocalHealth(from, to, reason);
+  });
   for (int i = 0; i < 64; ++i) {
     contexts_.push_back(std::make_unique<Context>());
     contexts_.back()->router = this;
@@ -327,7 +323,8 @@ void Router::Emit(const RouterEvent& event) {
 }
 
 void Router::OnLocalHealth(PathHealth from, PathHealth to, const char* reason) {
-  VIOS_LOG(to == PathHealth::kHealthy ? kInfo : kWarning, "local path health changed")
+  ::vios::log::Line(to == PathHealth::kHealthy ? log::Level::kInfo : log::Level::kWarning,
+                    "local path health changed", __FILE__, __LINE__)
       .Field("backend", name_)
       .Field("from", PathHealthName(from))
       .Field("to", PathHealthName(to))

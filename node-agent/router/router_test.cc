@@ -1,12 +1,17 @@
-// Router decisions: path choice by health, per-path counters, retry of path errors only.
+// Router decisions: local while healthy, reroute on loss (errors at once, hung I/O after the local
+// timeout), spread over peers, retry of path errors only, hold and fail after io_timeout,
+// failback, paths added and removed while I/O runs.
 #include "node-agent/router/router.h"
 
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include "node-agent/backend/backend_test_util.h"
 #include "node-agent/backend/memory_backend.h"
+#include "node-agent/router/router_test_util.h"
 
 namespace vios::router {
 namespace {
@@ -14,23 +19,44 @@ namespace {
 using backend::IoOp;
 using backend::MemoryBackend;
 using backend::testing::RunIo;
+using backend::testing::Waiter;
+using testing::ControlledDevice;
+using namespace std::chrono_literals;
 
-// A second path over its own device, with health set by the test (stands in for a peer path).
+// A peer path over its own device, with health set by the test; `alive` tells when it is gone.
 class FixedPath final : public Path {
  public:
-  FixedPath(std::string name, backend::BlockDevice* device, PathHealth health)
-      : health_(health), name_(std::move(name)), device_(device) {}
+  FixedPath(std::string name, backend::BlockDevice* device, PathHealth health,
+            bool* alive = nullptr)
+      : health_(health), name_(std::move(name)), device_(device), alive_(alive) {
+    if (alive_) *alive_ = true;
+  }
+  ~FixedPath() override {
+    if (alive_) *alive_ = false;
+  }
   std::string Name() const override { return name_; }
   PathHealth Health() const override { return health_; }
   backend::BlockDevice* Device() override { return device_; }
-  void ReportResult(int result) override { last_result_ = result; }
-  PathHealth health_;
+  void ReportResult(int result) override {
+    if (IsPathError(result)) health_ = PathHealth::kLost;
+  }
+  std::atomic<PathHealth> health_;
 
  private:
   std::string name_;
   backend::BlockDevice* device_;
-  int last_result_ = 0;
+  bool* alive_;
 };
+
+template <typename F>
+bool Eventually(F f, std::chrono::milliseconds limit = 5s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!f()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
 
 TEST(RouterTest, ForwardsToLocalPathAndCounts) {
   auto disk = std::make_unique<MemoryBackend>(1 << 20);
@@ -47,61 +73,231 @@ TEST(RouterTest, ForwardsToLocalPathAndCounts) {
   EXPECT_EQ(c.writes.load(), 1u);
   EXPECT_EQ(c.reads.load(), 1u);
   EXPECT_EQ(c.read_bytes.load(), 4096u);
-  uint64_t bucketed = 0;
-  for (auto& b : c.latency_buckets) bucketed += b.load();
-  EXPECT_EQ(bucketed, 2u);
+  EXPECT_FALSE(router.Rerouting());
 }
 
 TEST(RouterTest, MediumErrorsReachTheCallerAndKeepThePathHealthy) {
   auto disk = std::make_unique<MemoryBackend>(1 << 20);
   MemoryBackend* raw = disk.get();
   Router router("pool0/a", std::move(disk));
+  MemoryBackend peer_disk(1 << 20);
+  router.AddPath(std::make_unique<FixedPath>("peer:b", &peer_disk, PathHealth::kHealthy));
   raw->FailNext(-EIO);
   std::vector<uint8_t> buf(512);
   EXPECT_EQ(RunIo(router, IoOp::kRead, 0, buf), -EIO);
   EXPECT_EQ(router.local_path()->Health(), PathHealth::kHealthy);
   EXPECT_EQ(router.local_path()->counters().errors.load(), 1u);
+  EXPECT_EQ(peer_disk.count(IoOp::kRead), 0u);  // a medium error is not retried elsewhere
 }
 
-TEST(RouterTest, PathErrorsDegradeThenLoseTheLocalPathAndSuccessHeals) {
+TEST(RouterTest, PathErrorLosesLocalAtOnceAndRetriesOnAPeerThenFailsBack) {
   auto disk = std::make_unique<MemoryBackend>(1 << 20);
-  MemoryBackend* raw = disk.get();
-  Router router("pool0/a", std::move(disk), /*failure_threshold=*/2);
-  std::vector<uint8_t> buf(512);
-  raw->FailNext(-ENOTCONN);
-  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, buf), -ENOTCONN);  // no other path to retry on
-  EXPECT_EQ(router.local_path()->Health(), PathHealth::kDegraded);
-  raw->FailNext(-ETIMEDOUT);
-  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, buf), -ETIMEDOUT);
+  MemoryBackend* local = disk.get();
+  MemoryBackend peer_disk(1 << 20);
+  std::vector<RouterEvent> events;
+  std::mutex mu;
+  Router router(
+      "pool0/a", std::move(disk),
+      RouterOptions{.health = {.heal_on_io_success = false}, .on_event = [&](const RouterEvent& e) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      events.push_back(e);
+                    }});
+  auto peer = std::make_unique<FixedPath>("peer:b", &peer_disk, PathHealth::kHealthy);
+  Path* peer_raw = peer.get();
+  ASSERT_TRUE(router.AddPath(std::move(peer)));
+  EXPECT_FALSE(
+      router.AddPath(std::make_unique<FixedPath>("peer:b", &peer_disk, PathHealth::kHealthy)));
+  EXPECT_EQ(router.ChoosePath(), router.local_path());
+  local->FailNext(-ECONNRESET);
+  std::vector<uint8_t> data(512, 9);
+  EXPECT_EQ(RunIo(router, IoOp::kWrite, 0, data), 0);  // the caller sees success
+  EXPECT_EQ(peer_disk.count(IoOp::kWrite), 1u);
+  EXPECT_EQ(peer_disk.Read(0, 512), data);
   EXPECT_EQ(router.local_path()->Health(), PathHealth::kLost);
-  // With only a Lost path the router still tries it (and learns of recovery).
+  EXPECT_TRUE(router.Rerouting());
+  EXPECT_EQ(router.ChoosePath(), peer_raw);
+  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, data), 0);
+  EXPECT_EQ(peer_raw->counters().reads.load(), 1u);
+  EXPECT_EQ(local->count(IoOp::kRead), 0u);
+  EXPECT_EQ(router.GetStats().reroutes_io_error, 1u);
+
+  // Failback once the local path is Healthy again.
+  std::this_thread::sleep_for(5ms);
+  router.local_path()->SetHealth(PathHealth::kHealthy);
+  EXPECT_FALSE(router.Rerouting());
+  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, data), 0);
+  EXPECT_EQ(local->count(IoOp::kRead), 1u);
+  EXPECT_GE(router.GetStats().rerouted_ns, 5'000'000u);
+  std::lock_guard<std::mutex> lock(mu);
+  std::vector<RouterEvent::Kind> kinds;
+  for (const auto& e : events) kinds.push_back(e.kind);
+  EXPECT_EQ(kinds, (std::vector<RouterEvent::Kind>{
+                       RouterEvent::Kind::kPathHealth, RouterEvent::Kind::kRerouteStarted,
+                       RouterEvent::Kind::kPathHealth, RouterEvent::Kind::kRerouteEnded}));
+  EXPECT_EQ(events[1].reason, "io_error");
+}
+
+TEST(RouterTest, NoUsablePathHoldsThenFailsWithTheNoPathErrnoAfterIoTimeout) {
+  auto dev = std::make_unique<ControlledDevice>(1 << 20);
+  ControlledDevice* local = dev.get();
+  Router router("pool0/a", std::move(dev), RouterOptions{.io_timeout = 300ms});
+  local->Set(ControlledDevice::Mode::kFail, -ENOTCONN);
+  std::vector<uint8_t> buf(512);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, buf), -kNoPathErrno);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 1s);
+  EXPECT_GT(local->submitted(), 3u);  // without a prober, held I/O keeps trying the local path
+  EXPECT_EQ(router.GetStats().no_path_failures, 1u);
+  // The path comes back: I/O resumes without anything restarted.
+  local->Set(ControlledDevice::Mode::kPass);
   EXPECT_EQ(RunIo(router, IoOp::kRead, 0, buf), 0);
   EXPECT_EQ(router.local_path()->Health(), PathHealth::kHealthy);
 }
 
-TEST(RouterTest, ChoosesHealthyPathOverLostLocalAndRetriesPathFailures) {
-  auto disk = std::make_unique<MemoryBackend>(1 << 20);
-  MemoryBackend* local = disk.get();
+TEST(RouterTest, HeldRequestGoesToAPeerAsSoonAsOneIsHealthy) {
+  auto dev = std::make_unique<ControlledDevice>(1 << 20);
+  ControlledDevice* local = dev.get();
+  Router router("pool0/a", std::move(dev), RouterOptions{.io_timeout = 5s});
+  router.StartProber({.interval = 1h, .timeout = 1h});  // probes decide recovery, not I/O
+  ASSERT_TRUE(Eventually([&] { return router.prober()->GetStats().success == 1; }));
   MemoryBackend peer_disk(1 << 20);
-  Router router("pool0/a", std::move(disk), 1);
-  auto peer = std::make_unique<FixedPath>("peer:b", &peer_disk, PathHealth::kHealthy);
+  auto peer = std::make_unique<FixedPath>("peer:b", &peer_disk, PathHealth::kLost);
   FixedPath* peer_raw = peer.get();
   router.AddPath(std::move(peer));
-  EXPECT_EQ(router.ChoosePath(), router.local_path());  // local first while healthy
-  // A path error on the local path is retried on the peer; the caller sees success.
-  local->FailNext(-ECONNRESET);
-  std::vector<uint8_t> data(512, 9);
-  EXPECT_EQ(RunIo(router, IoOp::kWrite, 0, data), 0);
-  EXPECT_EQ(peer_disk.count(IoOp::kWrite), 1u);
-  EXPECT_EQ(router.local_path()->Health(), PathHealth::kLost);
-  EXPECT_EQ(router.ChoosePath(), peer_raw);
-  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, data), 0);
-  EXPECT_EQ(peer_raw->counters().reads.load(), 1u);
-  // Degraded beats Lost; with everything lost the first path is still tried.
-  peer_raw->health_ = PathHealth::kDegraded;
-  EXPECT_EQ(router.ChoosePath(), peer_raw);
-  peer_raw->health_ = PathHealth::kLost;
-  EXPECT_EQ(router.ChoosePath(), router.local_path());
+  local->Set(ControlledDevice::Mode::kFail, -ETIMEDOUT);
+  Waiter waiter;
+  std::vector<uint8_t> buf(512, 3);
+  backend::IoRequest req;
+  req.op = IoOp::kWrite;
+  req.write_buffer = buf;
+  req.completion = &waiter;
+  router.Submit(&req);
+  ASSERT_TRUE(Eventually([&] { return router.GetStats().held == 1; }));
+  EXPECT_EQ(waiter.done(), 0u);
+  const uint64_t tries = local->submitted();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(local->submitted(), tries);  // with a prober, a Lost local path gets no held I/O
+  peer_raw->health_ = PathHealth::kHealthy;
+  ASSERT_TRUE(waiter.Wait(1));
+  EXPECT_EQ(req.result, 0);
+  EXPECT_EQ(peer_disk.Read(0, 512), buf);
+}
+
+TEST(RouterTest, HungLocalIoLosesThePathAfterTheLocalTimeoutAndNewIoReroutes) {
+  auto dev = std::make_unique<ControlledDevice>(1 << 20);
+  ControlledDevice* local = dev.get();
+  std::atomic<int> stalled{0};
+  Router router("pool0/a", std::move(dev),
+                RouterOptions{.local_io_timeout = 100ms, .local_stalled = [&] { ++stalled; }});
+  MemoryBackend peer_disk(1 << 20);
+  router.AddPath(std::make_unique<FixedPath>("peer:b", &peer_disk, PathHealth::kHealthy));
+  local->Set(ControlledDevice::Mode::kHang);
+  Waiter hung;
+  std::vector<uint8_t> a(512, 1);
+  backend::IoRequest req;
+  req.op = IoOp::kWrite;
+  req.write_buffer = a;
+  req.completion = &hung;
+  const auto t0 = std::chrono::steady_clock::now();
+  router.Submit(&req);
+  ASSERT_TRUE(Eventually([&] { return router.Rerouting(); }));
+  const auto detected = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(detected, 100ms);
+  EXPECT_LT(detected, 400ms);
+  EXPECT_EQ(stalled.load(), 1);
+  EXPECT_EQ(router.GetStats().reroutes_io_timeout, 1u);
+  // New I/O goes to the peer at once.
+  std::vector<uint8_t> b(512, 2);
+  EXPECT_EQ(RunIo(router, IoOp::kWrite, 4096, b), 0);
+  EXPECT_EQ(peer_disk.Read(4096, 512), b);
+  // The hung request stays with the backend (it owns the caller's buffer) until it fails; then it
+  // is retried on the peer.
+  EXPECT_EQ(hung.done(), 0u);
+  local->Release(-ENOTCONN);
+  ASSERT_TRUE(hung.Wait(1));
+  EXPECT_EQ(req.result, 0);
+  EXPECT_EQ(peer_disk.Read(0, 512), a);
+}
+
+TEST(RouterTest, SpreadsLoadOverHealthyPeersByOutstandingRequests) {
+  auto disk = std::make_unique<MemoryBackend>(1 << 20);
+  Router router("pool0/a", std::move(disk));
+  router.local_path()->SetHealth(PathHealth::kLost);
+  ControlledDevice b(1 << 20), c(1 << 20);
+  b.Set(ControlledDevice::Mode::kHang);
+  c.Set(ControlledDevice::Mode::kHang);
+  router.AddPath(std::make_unique<FixedPath>("peer:b", &b, PathHealth::kHealthy));
+  router.AddPath(std::make_unique<FixedPath>("peer:c", &c, PathHealth::kHealthy));
+  Waiter waiter;
+  std::vector<backend::IoRequest> reqs(10);
+  std::vector<uint8_t> buf(512 * 10);
+  for (int i = 0; i < 10; ++i) {
+    reqs[i].op = IoOp::kRead;
+    reqs[i].offset = 512u * i;
+    reqs[i].read_buffer = std::span<uint8_t>(buf).subspan(512u * i, 512);
+    reqs[i].completion = &waiter;
+    router.Submit(&reqs[i]);
+  }
+  EXPECT_EQ(b.hung(), 5u);
+  EXPECT_EQ(c.hung(), 5u);
+  b.Release();
+  c.Release();
+  ASSERT_TRUE(waiter.Wait(10));
+  for (auto& r : reqs) EXPECT_EQ(r.result, 0);
+}
+
+TEST(RouterTest, PeerFailingMidRequestMovesTheRequestToAnotherPeer) {
+  auto disk = std::make_unique<MemoryBackend>(1 << 20);
+  Router router("pool0/a", std::move(disk));
+  router.local_path()->SetHealth(PathHealth::kLost);
+  ControlledDevice b(1 << 20);
+  MemoryBackend c(1 << 20);
+  b.Set(ControlledDevice::Mode::kHang);
+  auto pb = std::make_unique<FixedPath>("peer:b", &b, PathHealth::kHealthy);
+  router.AddPath(std::move(pb));
+  Waiter waiter;
+  std::vector<uint8_t> data(512, 5);
+  backend::IoRequest req;
+  req.op = IoOp::kWrite;
+  req.write_buffer = data;
+  req.completion = &waiter;
+  router.Submit(&req);
+  ASSERT_EQ(b.hung(), 1u);
+  router.AddPath(std::make_unique<FixedPath>("peer:c", &c, PathHealth::kHealthy));
+  b.Release(-ECONNRESET);  // peer b dies with the request in flight
+  ASSERT_TRUE(waiter.Wait(1));
+  EXPECT_EQ(req.result, 0);
+  EXPECT_EQ(c.Read(0, 512), data);
+  EXPECT_EQ(router.GetStats().retries, 1u);
+}
+
+TEST(RouterTest, RemovedPathFinishesItsRequestsAndIsDestroyedWhenIdle) {
+  auto disk = std::make_unique<MemoryBackend>(1 << 20);
+  Router router("pool0/a", std::move(disk));
+  router.local_path()->SetHealth(PathHealth::kLost);
+  ControlledDevice b(1 << 20);
+  b.Set(ControlledDevice::Mode::kHang);
+  bool alive = false;
+  router.AddPath(std::make_unique<FixedPath>("peer:b", &b, PathHealth::kHealthy, &alive));
+  Waiter waiter;
+  std::vector<uint8_t> buf(512);
+  backend::IoRequest req;
+  req.op = IoOp::kRead;
+  req.read_buffer = buf;
+  req.completion = &waiter;
+  router.Submit(&req);
+  EXPECT_TRUE(router.RemovePath("peer:b"));
+  EXPECT_FALSE(router.RemovePath("peer:b"));
+  EXPECT_FALSE(router.RemovePath("local"));
+  EXPECT_EQ(router.Paths().size(), 1u);
+  std::this_thread::sleep_for(150ms);
+  EXPECT_TRUE(alive);  // still in use
+  b.Release();
+  ASSERT_TRUE(waiter.Wait(1));
+  EXPECT_EQ(req.result, 0);
+  EXPECT_TRUE(Eventually([&] { return !alive; }));
 }
 
 }  // namespace
