@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/util/base64.h"
 #include "operator/api_time.h"
 
 namespace vios::op {
@@ -76,9 +77,8 @@ bool KeyMatches(const std::string& cert_pem, const std::string& key_pem);
 // RenewalTime is not_before + 2/3 of the lifetime.
 WallTime RenewalTime(const CertificateInfo& info);
 
-// Base64Encode / Base64Decode for Secret data (RFC 4648 with padding); Decode returns nullopt on
-// malformed input.
-std::string Base64Encode(const std::string& data);
-std::optional<std::string> Base64Decode(const std::string& text);
+// Secret data is base64: common/util/base64.h.
+using util::Base64Decode;
+using util::Base64Encode;
 
 }  // namespace vios::op

@@ -73,17 +73,5 @@ TEST(PkiTest, GarbageInputIsRejectedNotCrashed) {
   EXPECT_THROW(IssueCertificate({"junk", "junk"}, {.common_name = "n"}, kT0), PkiError);
 }
 
-TEST(PkiTest, Base64RoundTrip) {
-  for (const std::string& s :
-       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
-    auto back = Base64Decode(Base64Encode(s));
-    ASSERT_TRUE(back);
-    EXPECT_EQ(*back, s);
-  }
-  EXPECT_EQ(Base64Encode("abc"), "YWJj");
-  EXPECT_FALSE(Base64Decode("abc"));
-  EXPECT_FALSE(Base64Decode("a$c="));
-}
-
 }  // namespace
 }  // namespace vios::op

@@ -1,7 +1,6 @@
 // Kubeconfig and in-cluster configuration loading (yaml-cpp).
 #include "common/kube/config.h"
 
-#include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
@@ -9,6 +8,7 @@
 #include <sstream>
 
 #include "common/kube/errors.h"
+#include "common/util/base64.h"
 
 namespace vios::kube {
 namespace {
@@ -27,25 +27,9 @@ std::string ReadFile(const fs::path& path, const std::string& what) {
 
 // DecodeBase64 decodes the *-data fields of a kubeconfig (standard alphabet, padded).
 std::string DecodeBase64(const std::string& text, const std::string& what) {
-  std::string clean;
-  for (char c : text) {
-    if (c != '\n' && c != '\r' && c != ' ' && c != '\t') clean.push_back(c);
-  }
-  if (clean.size() % 4 != 0) {
-    throw ConfigError(what + ": invalid base64 (length " + std::to_string(clean.size()) + ")");
-  }
-  std::string out(clean.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(clean.data()),
-                          static_cast<int>(clean.size()));
-  if (n < 0) {
-    throw ConfigError(what + ": invalid base64");
-  }
-  size_t padding = 0;
-  if (!clean.empty() && clean.back() == '=') padding++;
-  if (clean.size() > 1 && clean[clean.size() - 2] == '=') padding++;
-  out.resize(static_cast<size_t>(n) - padding);
-  return out;
+  std::optional<std::string> out = util::Base64Decode(text);
+  if (!out) throw ConfigError(what + ": invalid base64");
+  return *out;
 }
 
 // NamedEntry finds `name` in a kubeconfig list (clusters/users/contexts) and returns its inner

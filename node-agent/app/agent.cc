@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/log/log.h"
+#include "node-agent/app/port_store.h"
 #include "node-agent/backend/file_backend.h"
 #include "node-agent/backend/iscsi_backend.h"
 #include "node-agent/pool/extent_allocator.h"
@@ -96,34 +97,44 @@ Agent::Agent(AgentConfig config) : config_(std::move(config)) {}
 
 Agent::~Agent() { Stop(); }
 
+std::unique_ptr<backend::BlockDevice> Agent::OpenBackendDevice(const BackendConfig& b,
+                                                               std::string* error) const {
+  if (b.file || b.device) {
+    backend::FileBackendOptions options;
+    options.path = b.file ? b.file->path : b.device->path;
+    options.size_bytes = b.file ? b.file->size : 0;
+    options.create = b.file && b.file->create;
+    return backend::FileBackend::Open(options, error);
+  }
+  return OpenIscsiBackend(*b.iscsi, config_.node_name, error);
+}
+
+bool Agent::AddBackendLocked(const PoolConfig& pool_config, const BackendConfig& b,
+                             std::unique_ptr<backend::BlockDevice> device, std::string* error) {
+  auto& pool = pools_[pool_config.name];
+  if (!pool) pool = std::make_unique<pool::Pool>(pool_config.name, pool_config.extent_size);
+  VIOS_LOG(kInfo, "backend open")
+      .Field("pool", pool_config.name)
+      .Field("backend", b.name)
+      .Field("device", device->Describe())
+      .Field("bytes", device->SizeBytes());
+  if (!pool->AddBackend(b.name, std::move(device), error)) return false;
+  router::Router* router = pool->Backend(b.name);
+  collector_->AddIo("backend", b.name, &router->Paths().front()->counters(), nullptr);
+  return true;
+}
+
 void Agent::OpenBackends() {
+  std::lock_guard lock(mu_);
   for (const PoolConfig& pool_config : config_.pools) {
-    auto pool = std::make_unique<pool::Pool>(pool_config.name, pool_config.extent_size);
     for (const BackendConfig& b : pool_config.backends) {
-      std::unique_ptr<backend::BlockDevice> device;
-      std::string error;
-      if (b.file || b.device) {
-        backend::FileBackendOptions options;
-        options.path = b.file ? b.file->path : b.device->path;
-        options.size_bytes = b.file ? b.file->size : 0;
-        options.create = b.file && b.file->create;
-        device = backend::FileBackend::Open(options, &error);
-      } else {
-        device = OpenIscsiBackend(*b.iscsi, config_.node_name, &error);
-      }
       std::string where = "pools." + pool_config.name + ".backends." + b.name;
-      if (!device) throw AgentError(where + ": " + error);
-      VIOS_LOG(kInfo, "backend open")
-          .Field("pool", pool_config.name)
-          .Field("backend", b.name)
-          .Field("device", device->Describe())
-          .Field("bytes", device->SizeBytes());
-      if (!pool->AddBackend(b.name, std::move(device), &error))
+      std::string error;
+      std::unique_ptr<backend::BlockDevice> device = OpenBackendDevice(b, &error);
+      if (!device || !AddBackendLocked(pool_config, b, std::move(device), &error)) {
         throw AgentError(where + ": " + error);
-      router::Router* router = pool->Backend(b.name);
-      collector_->AddIo("backend", b.name, &router->Paths().front()->counters(), nullptr);
+      }
     }
-    pools_[pool_config.name] = std::move(pool);
   }
 }
 
@@ -178,7 +189,9 @@ void Agent::BuildConfiguredPorts() {
     }
     request.size_bytes = volume.volume->SizeBytes();
     try {
+      std::string name = request.name;
       AddPortLocked(std::move(request));
+      ports_.at(name).from_config = true;
     } catch (const PortError& e) {
       throw AgentError(where + ": " + e.what());
     }
@@ -409,16 +422,26 @@ PortInfo Agent::CreatePort(const PortRequest& request) {
       OpenVolumeLocked(request.volume_id, request.pool, ToPoolExtents(request.extents),
                        request.read_only);
       it->second.request = grown;
+      SavePortsLocked();
     }
     return DescribeLocked(it->first, it->second);
   }
-  return AddPortLocked(request);
+  // A saved port still waiting for its pool is superseded by the new request.
+  std::erase_if(pending_ports_, [&](const PortRequest& p) { return p.name == request.name; });
+  PortInfo info = AddPortLocked(request);
+  SavePortsLocked();
+  return info;
 }
 
 bool Agent::DeletePort(const std::string& name) {
   std::lock_guard lock(mu_);
   auto it = ports_.find(name);
-  if (it == ports_.end()) return false;
+  if (it == ports_.end()) {
+    size_t erased =
+        std::erase_if(pending_ports_, [&](const PortRequest& p) { return p.name == name; });
+    if (erased) SavePortsLocked();
+    return erased > 0;
+  }
   PortState& port = it->second;
   if (port.target) {
     targets_.Remove(port.target->iqn());  // Closes its sessions, waits for in-flight commands.
@@ -432,6 +455,7 @@ bool Agent::DeletePort(const std::string& name) {
     collector_->Remove(volume_id);
     volumes_.erase(volume_id);
   }
+  SavePortsLocked();
   VIOS_LOG(kInfo, "virtual port deleted").Field("port", name).Field("volume", volume_id);
   return true;
 }
@@ -466,6 +490,7 @@ AgentInfo Agent::Info() {
   AgentInfo info;
   info.node_name = config_.node_name;
   info.version = VIOS_VERSION;
+  std::lock_guard lock(mu_);
   for (const auto& [name, pool] : pools_) {
     info.pools.push_back(name);
     for (const std::string& backend : pool->BackendNames()) {
@@ -474,7 +499,10 @@ AgentInfo Agent::Info() {
       info.paths.push_back(PathInfo{name, backend, router::PathHealthName(path->Health()), ""});
     }
   }
-  std::lock_guard lock(mu_);
+  // Backends of the cluster's pools that could not be opened yet: Lost, with the reason.
+  for (const auto& [key, error] : backend_errors_) {
+    info.paths.push_back(PathInfo{key.first, key.second, "Lost", error});
+  }
   info.virtual_ports = static_cast<uint32_t>(ports_.size());
   return info;
 }
@@ -521,6 +549,14 @@ void Agent::Start() {
     if (!api_server_) throw AgentError("local API: " + error);
     VIOS_LOG(kInfo, "local API listening").Field("socket", config_.api_socket);
   }
+  // Ports made through the API before a restart come back (those whose pool is open now; in a
+  // cluster the others follow once the cluster's pools are open).
+  if (!config_.state_dir.empty()) {
+    std::string error;
+    pending_ports_ = PortStore(config_.state_dir).Load(&error);
+    if (!error.empty()) VIOS_LOG(kError, "saved virtual ports unusable").Field("error", error);
+    RestorePortsLocked();
+  }
   if (config_.cluster) JoinCluster();
   VIOS_LOG(kInfo, "agent started")
       .Field("node", config_.node_name)
@@ -528,68 +564,8 @@ void Agent::Start() {
       .Field("ports", ports_.size());
 }
 
-void Agent::JoinCluster() {
-  const ClusterMembershipConfig& m = *config_.cluster;
-  kube::Config kube_config;
-  try {
-    kube_config =
-        m.kubeconfig.empty() ? kube::LoadDefaultConfig() : kube::LoadKubeconfig(m.kubeconfig);
-  } catch (const std::exception& e) {
-    throw AgentError(std::string("cluster: ") + e.what());
-  }
-  bus_ = std::make_unique<events::EventBus>(1);
-  // Cluster messages are logged; the data path's own reactions register as handlers later.
-  bus_->RegisterListenerForAll("log", [](const events::Message& message) {
-    VIOS_LOG(kInfo, "cluster message")
-        .Field("type", events::MessageTypeName(message.type))
-        .Field("source", message.source)
-        .Field("subject", message.subject)
-        .Field("text", message.text)
-        .Field("warning", events::IsWarning(message.type));
-  });
-  cluster::ClusterAgentOptions options;
-  options.cluster = m.name;
-  options.ns = m.ns;
-  options.member = config_.node_name;
-  options.peer_address = m.peer_address;
-  options.version = VIOS_VERSION;
-  options.state_dir = config_.state_dir;
-  cluster_ = std::make_unique<cluster::ClusterAgent>(std::move(kube_config), options, *bus_);
-  cluster_->Start();
-  status_thread_ = std::thread([this] { ReportStatusLoop(); });
-  VIOS_LOG(kInfo, "joining cluster")
-      .Field("cluster", m.ns + "/" + m.name)
-      .Field("member", config_.node_name);
-}
-
-void Agent::ReportStatusLoop() {
-  std::unique_lock lock(status_mu_);
-  while (!status_stop_) {
-    lock.unlock();
-    AgentInfo info = Info();
-    cluster::LocalStatus status;
-    for (const PathInfo& p : info.paths) {
-      status.paths.push_back(cluster::PathState{p.pool, p.backend, p.state, p.detail});
-    }
-    status.virtual_ports = info.virtual_ports;
-    cluster_->SetLocalStatus(std::move(status));  // Written only when it changed.
-    lock.lock();
-    status_cv_.wait_for(lock, std::chrono::seconds(2), [this] { return status_stop_; });
-  }
-}
-
 void Agent::Stop() {
-  if (status_thread_.joinable()) {
-    {
-      std::lock_guard lock(status_mu_);
-      status_stop_ = true;
-    }
-    status_cv_.notify_all();
-    status_thread_.join();
-  }
-  if (cluster_) cluster_->Stop();
-  cluster_.reset();
-  bus_.reset();
+  LeaveCluster();
   if (api_server_) api_server_->Stop();  // No new API calls; outside mu_ (calls take it).
   api_server_.reset();
   std::lock_guard lock(mu_);

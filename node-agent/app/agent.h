@@ -11,6 +11,7 @@
 //   agent->Stop();
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -30,6 +31,7 @@
 #include "node-agent/fuse/fuse_export.h"
 #include "node-agent/iscsi/server.h"
 #include "node-agent/iscsi/target.h"
+#include "node-agent/peer/peer_server.h"
 #include "node-agent/pool/pool.h"
 #include "node-agent/pool/volume.h"
 #include "node-agent/scsi/logical_unit.h"
@@ -88,10 +90,17 @@ class Agent final : public PortManager {
     std::shared_ptr<scsi::ScsiDevice> device;
     std::shared_ptr<iscsi::Target> target;
     std::unique_ptr<fuse::FuseExport> fuse;
-    std::string fuse_dir;  // Where a FUSE port mounts; its file is <fuse_dir>/volume.
+    std::string fuse_dir;      // Where a FUSE port mounts; its file is <fuse_dir>/volume.
+    bool from_config = false;  // Configured ports are not saved in ports.json.
   };
 
   explicit Agent(AgentConfig config);
+  // OpenBackendDevice opens one backend (file, device, SAN LUN); nullptr with *error.
+  std::unique_ptr<backend::BlockDevice> OpenBackendDevice(const BackendConfig& b,
+                                                          std::string* error) const;
+  // AddBackendLocked adds an opened backend to its pool (created on first use).
+  bool AddBackendLocked(const PoolConfig& pool_config, const BackendConfig& b,
+                        std::unique_ptr<backend::BlockDevice> device, std::string* error);
   void OpenBackends();
   void BuildConfiguredVolumes();
   void BuildConfiguredPorts();
@@ -104,9 +113,24 @@ class Agent final : public PortManager {
   PortInfo DescribeLocked(const std::string& name, const PortState& port) const;
   std::string PortIqn(const PortRequest& request) const;
   std::string PortalAddress() const;
-  // JoinCluster registers with the configured VIOSCluster and starts reporting status.
+  // Cluster mode (agent_cluster.cc). JoinCluster registers with the configured VIOSCluster and
+  // starts the cluster loop: pools from the cluster's spec, saved ports restored once their pool
+  // exists, the peer channel once the operator issued this member's certificate, status reports.
   void JoinCluster();
-  void ReportStatusLoop();
+  void LeaveCluster();
+  void ClusterLoop();
+  // ApplyClusterPools opens the backends of the cluster's pools that are not open yet; backends
+  // that fail stay in backend_errors_ (reported Lost) and are retried.
+  void ApplyClusterPools();
+  // EnsurePeerServer fetches this member's peer certificate Secret into the state directory and
+  // starts the peer channel with it (a restart without the API server uses the saved files).
+  void EnsurePeerServer();
+  void ReportStatus();
+  // Saved ports (port_store.h): SavePortsLocked writes the API-made ports; RestorePorts creates
+  // the saved ones whose pool is open (the others wait for their pool).
+  void SavePortsLocked();
+  void RestorePorts();
+  void RestorePortsLocked();
 
   AgentConfig config_;
   metrics::Registry registry_;
@@ -118,18 +142,26 @@ class Agent final : public PortManager {
   std::unique_ptr<AgentService> api_service_;
   std::unique_ptr<AgentApiServer> api_server_;
 
-  // Cluster membership (optional): the bus its messages arrive on, the member, a status reporter.
+  // Cluster membership (optional): the bus its messages arrive on, the member, the peer channel,
+  // the cluster loop.
   std::unique_ptr<events::EventBus> bus_;
   std::unique_ptr<cluster::ClusterAgent> cluster_;
-  std::thread status_thread_;
-  std::mutex status_mu_;
-  std::condition_variable status_cv_;
-  bool status_stop_ = false;  // Guarded by status_mu_.
+  std::unique_ptr<kube::Client> kube_;  // Reads this member's peer certificate Secret.
+  std::unique_ptr<peer::PeerServer> peer_server_;
+  std::string peer_tls_fingerprint_;  // What the running peer server was started with.
+  std::chrono::steady_clock::time_point next_credentials_check_{};
+  std::thread cluster_thread_;
+  std::mutex cluster_mu_;
+  std::condition_variable cluster_cv_;
+  bool cluster_stop_ = false;   // Guarded by cluster_mu_.
+  bool config_changed_ = true;  // Guarded by cluster_mu_.
 
   mutable std::mutex mu_;  // Guards volumes_, ports_, started_; held across port setup/teardown.
   std::map<std::string, VolumeState> volumes_;    // By volume id.
   std::map<std::string, PortState> ports_;        // By port name (the target IQN for config ports).
   std::map<std::string, std::string> fuse_dirs_;  // Configured FUSE exports' directories.
+  std::vector<PortRequest> pending_ports_;        // Saved ports waiting for their pool.
+  std::map<std::pair<std::string, std::string>, std::string> backend_errors_;  // (pool, backend).
   bool started_ = false;
 };
 

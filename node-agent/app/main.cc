@@ -1,35 +1,22 @@
-// vios-agent: the VIOS of a node. In standalone mode it serves what its configuration file
-// declares (node-agent/README.md).
+// vios-agent: the VIOS of a node. Standalone it serves what its configuration file declares; with
+// --cluster it joins a VIOSCluster and builds its pools from the cluster's spec
+// (node-agent/README.md).
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/log/log.h"
 #include "node-agent/app/agent.h"
+#include "node-agent/app/agent_flags.h"
 #include "node-agent/config/agent_config.h"
 
 namespace {
 
-constexpr char kUsage[] =
-    "usage: vios-agent --config FILE [--log-level debug|info|warning|error]\n"
-    "       vios-agent --check-config FILE\n";
-
-int Run(const std::string& config_path, bool check_only) {
-  vios::agent::AgentConfig config;
-  try {
-    config = vios::agent::LoadAgentConfigFile(config_path);
-  } catch (const vios::agent::ConfigError& e) {
-    VIOS_LOG(kError, "invalid configuration").Field("error", e.what());
-    std::fprintf(stderr, "vios-agent: %s\n", e.what());
-    return 2;
-  }
-  if (check_only) {
-    std::printf("%s: ok\n", config_path.c_str());
-    return 0;
-  }
-
+int Serve(const vios::agent::AgentConfig& config) {
   // Block the stop signals in every thread; the main thread waits for them with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -60,42 +47,43 @@ int Run(const std::string& config_path, bool check_only) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using vios::agent::kAgentUsage;
   vios::log::SetComponent("vios-agent");
-  std::string config_path;
-  bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "vios-agent: %s needs a value\n%s", arg.c_str(), kUsage);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--config") {
-      config_path = value();
-    } else if (arg == "--check-config") {
-      config_path = value();
-      check_only = true;
-    } else if (arg == "--log-level") {
-      vios::log::Level level;
-      std::string text = value();
-      if (!vios::log::ParseLevel(text, &level)) {
-        std::fprintf(stderr, "vios-agent: unknown log level '%s'\n%s", text.c_str(), kUsage);
-        return 2;
-      }
-      vios::log::SetLevel(level);
-    } else if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "vios-agent: unknown argument '%s'\n%s", arg.c_str(), kUsage);
-      return 2;
-    }
-  }
-  if (config_path.empty()) {
-    std::fputs(kUsage, stderr);
+  vios::agent::AgentFlags flags;
+  try {
+    flags = vios::agent::ParseAgentFlags(std::vector<std::string>(argv + 1, argv + argc),
+                                         [](const char* name) {
+                                           const char* value = std::getenv(name);
+                                           return std::string(value ? value : "");
+                                         });
+  } catch (const vios::agent::FlagError& e) {
+    std::fprintf(stderr, "vios-agent: %s\n%s", e.what(), kAgentUsage);
     return 2;
   }
-  return Run(config_path, check_only);
+  if (flags.help) {
+    std::fputs(kAgentUsage, stdout);
+    return 0;
+  }
+  if (!flags.log_level.empty()) {
+    vios::log::Level level;
+    if (!vios::log::ParseLevel(flags.log_level, &level)) {
+      std::fprintf(stderr, "vios-agent: unknown log level '%s'\n%s", flags.log_level.c_str(),
+                   kAgentUsage);
+      return 2;
+    }
+    vios::log::SetLevel(level);
+  }
+  vios::agent::AgentConfig config;
+  try {
+    config = vios::agent::BuildAgentConfig(flags, vios::agent::FirstHostAddress);
+  } catch (const std::exception& e) {  // ConfigError names the field, FlagError the flag.
+    VIOS_LOG(kError, "invalid configuration").Field("error", e.what());
+    std::fprintf(stderr, "vios-agent: %s\n", e.what());
+    return 2;
+  }
+  if (flags.check_only) {
+    std::printf("%s: ok\n", flags.config_path.c_str());
+    return 0;
+  }
+  return Serve(config);
 }

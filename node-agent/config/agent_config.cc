@@ -219,6 +219,7 @@ AgentConfig ParseRoot(Field& root) {
     m.ns = cluster.String("namespace", true);
     m.kubeconfig = cluster.String("kubeconfig", false);
     m.peer_address = cluster.String("peerAddress", false);
+    m.peer_listen = cluster.String("peerListen", false);
     cluster.RejectUnknown();
     if (c.node_name.empty())
       Field::Fail("node", "is required when cluster is set (the member name)");

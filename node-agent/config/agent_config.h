@@ -103,6 +103,9 @@ struct ClusterMembershipConfig {
   std::string ns;            // Its namespace.
   std::string kubeconfig;    // Empty: $KUBECONFIG, in-cluster, ~/.kube/config.
   std::string peer_address;  // host:port peers reach this agent on (reported in status).
+  // host:port the peer channel (gRPC over mutual TLS) listens on; empty: peer_address. With
+  // neither, the agent has no peer channel (it still registers and reports status).
+  std::string peer_listen;
   bool operator==(const ClusterMembershipConfig&) const = default;
 };
 

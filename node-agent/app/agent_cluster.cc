@@ -1,0 +1,281 @@
+// Agent in cluster mode (DESIGN.md §5): registration through ClusterAgent, pools built from the
+// VIOSCluster spec, saved ports restored after a restart, the peer channel with the certificate
+// the operator issued, and the status this agent reports in its VIOSMember.
+//
+// One background thread (the cluster loop) does the slow work — opening SAN LUNs, reading the
+// certificate Secret, writing status — so that nothing here blocks the data path or the bus.
+#include <openssl/evp.h>
+
+#include <algorithm>
+
+#include "common/log/log.h"
+#include "common/util/atomic_file.h"
+#include "common/util/base64.h"
+#include "node-agent/app/agent.h"
+#include "node-agent/app/port_store.h"
+#include "node-agent/router/router.h"
+
+namespace vios::agent {
+namespace {
+
+constexpr auto kLoopInterval = std::chrono::seconds(2);
+constexpr auto kCredentialsInterval = std::chrono::seconds(30);
+
+// The operator's Secret with this member's peer certificate (operator/peer_tls.h).
+std::string PeerTlsSecretName(const std::string& member) { return member + "-peer-tls"; }
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+void Agent::JoinCluster() {
+  const ClusterMembershipConfig& m = *config_.cluster;
+  kube::Config kube_config;
+  try {
+    kube_config =
+        m.kubeconfig.empty() ? kube::LoadDefaultConfig() : kube::LoadKubeconfig(m.kubeconfig);
+  } catch (const std::exception& e) {
+    throw AgentError(std::string("cluster: ") + e.what());
+  }
+  kube::RetryPolicy retry;
+  retry.max_attempts = 1;  // The cluster loop retries on its own schedule.
+  kube_ = std::make_unique<kube::Client>(kube_config, retry);
+  bus_ = std::make_unique<events::EventBus>(1);
+  bus_->RegisterListenerForAll("log", [](const events::Message& message) {
+    VIOS_LOG(kInfo, "cluster message")
+        .Field("type", events::MessageTypeName(message.type))
+        .Field("source", message.source)
+        .Field("subject", message.subject)
+        .Field("text", message.text)
+        .Field("warning", events::IsWarning(message.type));
+  });
+  // A changed spec (pools) is applied by the cluster loop; the handler only wakes it.
+  bus_->RegisterHandler(events::MessageType::kConfigChanged, "apply-cluster-config",
+                        [this](const events::Message&) {
+                          {
+                            std::lock_guard lock(cluster_mu_);
+                            config_changed_ = true;
+                          }
+                          cluster_cv_.notify_all();
+                          return events::HandlerResult::Ok();
+                        });
+  cluster::ClusterAgentOptions options;
+  options.cluster = m.name;
+  options.ns = m.ns;
+  options.member = config_.node_name;
+  options.peer_address = m.peer_address;
+  options.version = VIOS_VERSION;
+  options.state_dir = config_.state_dir;
+  cluster_ = std::make_unique<cluster::ClusterAgent>(std::move(kube_config), options, *bus_);
+  cluster_->Start();
+  cluster_thread_ = std::thread([this] { ClusterLoop(); });
+  VIOS_LOG(kInfo, "joining cluster")
+      .Field("cluster", m.ns + "/" + m.name)
+      .Field("member", config_.node_name)
+      .Field("peer_address", m.peer_address);
+}
+
+void Agent::LeaveCluster() {
+  if (cluster_thread_.joinable()) {
+    {
+      std::lock_guard lock(cluster_mu_);
+      cluster_stop_ = true;
+    }
+    cluster_cv_.notify_all();
+    cluster_thread_.join();
+  }
+  if (peer_server_) peer_server_->Stop();
+  peer_server_.reset();
+  if (cluster_) cluster_->Stop();
+  cluster_.reset();
+  bus_.reset();
+  kube_.reset();
+}
+
+void Agent::ClusterLoop() {
+  std::unique_lock lock(cluster_mu_);
+  while (!cluster_stop_) {
+    bool changed = std::exchange(config_changed_, false);
+    lock.unlock();
+    bool retry_backends = false;
+    {
+      std::lock_guard agent_lock(mu_);
+      retry_backends = !backend_errors_.empty();
+    }
+    if (changed || retry_backends) ApplyClusterPools();
+    RestorePorts();
+    EnsurePeerServer();
+    ReportStatus();
+    lock.lock();
+    cluster_cv_.wait_for(lock, kLoopInterval, [this] { return cluster_stop_ || config_changed_; });
+  }
+}
+
+void Agent::ApplyClusterPools() {
+  cluster::ClusterView view = cluster_->Snapshot();
+  if (!view.config) return;
+  for (const std::string& problem : view.config_errors) {
+    VIOS_LOG(kWarning, "cluster spec problem").Field("error", problem);
+  }
+  for (const PoolConfig& pool_config : view.config->pools) {
+    for (const BackendConfig& b : pool_config.backends) {
+      const auto key = std::make_pair(pool_config.name, b.name);
+      {
+        std::lock_guard lock(mu_);
+        auto pool = pools_.find(pool_config.name);
+        if (pool != pools_.end()) {
+          if (pool->second->extent_size() != pool_config.extent_size) {
+            VIOS_LOG(kWarning, "pool extent size changed in the spec; kept until restart")
+                .Field("pool", pool_config.name);
+          }
+          if (pool->second->Backend(b.name) != nullptr) continue;
+        }
+      }
+      // Opening a SAN LUN can take seconds: outside mu_, so the data path and the API go on.
+      std::string error;
+      std::unique_ptr<backend::BlockDevice> device = OpenBackendDevice(b, &error);
+      std::lock_guard lock(mu_);
+      if (device && AddBackendLocked(pool_config, b, std::move(device), &error)) {
+        backend_errors_.erase(key);
+        continue;
+      }
+      auto [it, inserted] = backend_errors_.insert({key, error});
+      if (inserted || it->second != error) {
+        it->second = error;
+        VIOS_LOG(kWarning, "cannot open backend; will retry")
+            .Field("pool", pool_config.name)
+            .Field("backend", b.name)
+            .Field("error", error);
+      }
+    }
+  }
+}
+
+void Agent::SavePortsLocked() {
+  if (config_.state_dir.empty()) return;
+  std::vector<PortRequest> requests = pending_ports_;
+  for (const auto& [name, port] : ports_) {
+    if (!port.from_config) requests.push_back(port.request);
+  }
+  std::string error;
+  if (!PortStore(config_.state_dir).Save(requests, &error)) {
+    VIOS_LOG(kError, "cannot save virtual ports").Field("error", error);
+  }
+}
+
+void Agent::RestorePorts() {
+  std::lock_guard lock(mu_);
+  RestorePortsLocked();
+}
+
+void Agent::RestorePortsLocked() {
+  if (pending_ports_.empty()) return;
+  std::vector<PortRequest> waiting;
+  for (PortRequest& request : pending_ports_) {
+    if (ports_.count(request.name)) continue;
+    if (!pools_.count(request.pool)) {
+      waiting.push_back(std::move(request));
+      continue;
+    }
+    try {
+      AddPortLocked(request);
+      VIOS_LOG(kInfo, "virtual port restored").Field("port", request.name);
+    } catch (const std::exception& e) {
+      // A saved port that can no longer be built (its backend shrank, a name clash) is dropped
+      // with the reason; the CSI node plugin recreates what it still needs.
+      VIOS_LOG(kError, "cannot restore virtual port; dropped")
+          .Field("port", request.name)
+          .Field("error", e.what());
+    }
+  }
+  bool changed = waiting.size() != pending_ports_.size();
+  pending_ports_ = std::move(waiting);
+  if (changed) SavePortsLocked();
+}
+
+void Agent::EnsurePeerServer() {
+  const ClusterMembershipConfig& m = *config_.cluster;
+  if (m.peer_listen.empty() || config_.state_dir.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (peer_server_ && now < next_credentials_check_) return;
+  next_credentials_check_ = now + kCredentialsInterval;
+
+  // Refresh the saved credentials from the Secret; when the API server is away, the saved ones
+  // serve (the server re-reads its files, so a rotation needs no restart).
+  const std::string dir = config_.state_dir + "/peer";
+  const std::string secret_name = PeerTlsSecretName(config_.node_name);
+  std::string error;
+  try {
+    nlohmann::json secret = kube_->Get(kube::resources::kSecrets, m.ns, secret_name);
+    const nlohmann::json data = secret.value("data", nlohmann::json::object());
+    for (const char* key : {"ca.crt", "tls.crt", "tls.key"}) {
+      std::optional<std::string> bytes;
+      if (data.contains(key) && data[key].is_string()) bytes = util::Base64Decode(data[key]);
+      if (!bytes || bytes->empty()) throw std::runtime_error(std::string("no valid ") + key);
+      if (util::ReadFile(dir + "/" + key, &error).value_or("") != *bytes &&
+          !util::WriteFileAtomically(dir + "/" + key, *bytes, 0600, &error)) {
+        throw std::runtime_error(error);
+      }
+    }
+  } catch (const std::exception& e) {
+    if (!peer_server_) {
+      VIOS_LOG(kInfo, "peer certificate not available yet")
+          .Field("secret", m.ns + "/" + secret_name)
+          .Field("reason", e.what());
+      next_credentials_check_ = now + kLoopInterval;
+    }
+  }
+  if (peer_server_) return;
+  std::string cert = util::ReadFile(dir + "/tls.crt", &error).value_or("");
+  if (cert.empty()) return;
+  peer::PeerServerOptions options;
+  options.listen_address = m.peer_listen;
+  options.member = config_.node_name;
+  options.version = VIOS_VERSION;
+  options.tls = peer::PeerTls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};
+  options.backends = [this] {
+    std::vector<peer::BackendReachability> out;
+    for (const PathInfo& p : Info().paths) {
+      out.push_back(peer::BackendReachability{p.pool, p.backend, p.state != "Lost"});
+    }
+    return out;
+  };
+  auto server = std::make_unique<peer::PeerServer>(std::move(options), *bus_);
+  try {
+    server->Start();
+  } catch (const std::exception& e) {
+    VIOS_LOG(kError, "cannot start the peer channel; will retry")
+        .Field("address", m.peer_listen)
+        .Field("error", e.what());
+    next_credentials_check_ = now + kLoopInterval;
+    return;
+  }
+  peer_tls_fingerprint_ = Sha256Hex(cert).substr(0, 16);
+  peer_server_ = std::move(server);
+  VIOS_LOG(kInfo, "peer channel listening")
+      .Field("address", m.peer_listen)
+      .Field("certificate_sha256", peer_tls_fingerprint_);
+}
+
+void Agent::ReportStatus() {
+  AgentInfo info = Info();
+  cluster::LocalStatus status;
+  for (const PathInfo& p : info.paths) {
+    status.paths.push_back(cluster::PathState{p.pool, p.backend, p.state, p.detail});
+  }
+  status.virtual_ports = info.virtual_ports;
+  cluster_->SetLocalStatus(std::move(status));  // Written only when it changed.
+}
+
+}  // namespace vios::agent
