@@ -118,6 +118,8 @@ json BuildNodeDaemonSet(const json& cluster, const NodeDaemonSetOptions& options
         "--metrics-address=0.0.0.0:" + std::to_string(options.ports.metrics)}},
       {"env",
        {EnvFromField("VIOS_NODE_NAME", "spec.nodeName"),
+        // The agent advertises the node's address to its peers (host network).
+        EnvFromField("VIOS_HOST_IP", "status.hostIP"),
         EnvFromField("VIOS_POD_NAME", "metadata.name"),
         EnvFromField("VIOS_NAMESPACE", "metadata.namespace")}},
       {"ports",

@@ -52,7 +52,8 @@ std::optional<BackendConfig> ParseBackend(const json& b, const std::string& path
       errors->push_back(path + ".file.size: not a byte quantity: " + Str(f, "size"));
       return std::nullopt;
     }
-    out.file = FileBackendConfig{.path = Str(f, "path"), .size = *size, .create = false};
+    // The spec declares the size: the agent creates (sparse) or extends the file as needed.
+    out.file = FileBackendConfig{.path = Str(f, "path"), .size = *size, .create = true};
   } else if (b.contains("iscsi")) {
     const json& i = Obj(b, "iscsi");
     // CHAP credentials live in the Secret chapSecretRef names; resolving it is the data path's

@@ -61,12 +61,12 @@ struct PeerServerOptions {
   std::string version;
   PeerTls tls;
   // backends reports the agent's paths for Health; empty: none reported.
-  std::function<std::vector<BackendReachability>()> backends;
+  std::function<std::vector<BackendReachability>()> backends{};
   // local_devices returns a backend's LOCAL device (Router::local_backend(), never the Router
   // itself), or null when this agent has no such backend. Unset: ExecuteIo answers UNIMPLEMENTED.
   // Called per request: keep it a map lookup. The device must outlive the server.
   std::function<backend::BlockDevice*(const std::string& pool, const std::string& backend)>
-      local_devices;
+      local_devices{};
   // max_io_bytes caps the data of one ExecuteIo read or write.
   uint64_t max_io_bytes = kDefaultMaxIoBytes;
   // reservation_applier installs a peer's reservation state (the persistent-reservation
@@ -74,7 +74,7 @@ struct PeerServerOptions {
   // deadline); exceptions become INTERNAL.
   std::function<ReservationResult(const std::string& volume, uint64_t version,
                                   const std::string& state_json, const std::string& from)>
-      reservation_applier;
+      reservation_applier{};
 };
 
 class PeerServer {

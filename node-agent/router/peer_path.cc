@@ -1,0 +1,168 @@
+// PeerPath: I/O forwarded over ExecuteIo, health from Health calls and results (peer_path.h).
+#include "node-agent/router/peer_path.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <grpcpp/client_context.h>
+
+#include "common/log/log.h"
+#include "node-agent/peer/peer_io.h"
+
+namespace vios::router {
+
+struct PeerPath::Call {
+  backend::IoRequest* request = nullptr;
+  grpc::ClientContext ctx;
+  vios::peer::v1::IoRequest req;
+  vios::peer::v1::IoResponse resp;
+};
+
+PeerPath::PeerPath(std::shared_ptr<grpc::Channel> channel, PeerPathOptions options)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(vios::peer::v1::Peer::NewStub(channel_)) {}
+
+PeerPath::~PeerPath() {
+  Stop();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return in_flight_.load() == 0; });
+}
+
+void PeerPath::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (health_thread_.joinable() || options_.health_interval.count() == 0) {
+    return;
+  }
+  stop_ = false;
+  health_thread_ = std::thread([this] { HealthLoop(); });
+}
+
+void PeerPath::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (health_thread_.joinable()) {
+    health_thread_.join();
+  }
+}
+
+void PeerPath::SetHealth(PathHealth to, const std::string& reason) {
+  const PathHealth from = health_.exchange(to, std::memory_order_acq_rel);
+  if (from == to) {
+    return;
+  }
+  VIOS_LOG(kInfo, "peer path health changed")
+      .Field("backend", options_.pool + "/" + options_.backend)
+      .Field("path", Name())
+      .Field("from", PathHealthName(from))
+      .Field("to", PathHealthName(to))
+      .Field("reason", reason);
+  if (options_.on_change) {
+    options_.on_change(from, to, reason);
+  }
+}
+
+void PeerPath::ReportResult(int result) {
+  if (result != 0 && IsPathError(result)) {
+    SetHealth(PathHealth::kLost, "io_error");
+  }
+}
+
+PathHealth PeerPath::CheckHealth() {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.health_deadline);
+  vios::peer::v1::HealthRequest req;
+  req.set_from_member(options_.self);
+  vios::peer::v1::HealthResponse resp;
+  const grpc::Status status = stub_->Health(&ctx, req, &resp);
+  if (!status.ok()) {
+    SetHealth(PathHealth::kLost, "health_call_failed");
+    return Health();
+  }
+  bool reachable = false;
+  for (const auto& b : resp.backends()) {
+    if (b.pool() == options_.pool && b.backend() == options_.backend) {
+      reachable = b.reachable();
+    }
+  }
+  SetHealth(reachable ? PathHealth::kHealthy : PathHealth::kLost,
+            reachable ? "peer_reaches_backend" : "peer_lost_backend");
+  return Health();
+}
+
+void PeerPath::HealthLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    CheckHealth();
+    lock.lock();
+    cv_.wait_for(lock, options_.health_interval, [this] { return stop_; });
+  }
+}
+
+void PeerPath::Forward(backend::IoRequest* request) {
+  auto call = std::make_unique<Call>();
+  call->request = request;
+  call->ctx.set_deadline(std::chrono::system_clock::now() + options_.io_deadline);
+  vios::peer::v1::IoRequest& req = call->req;
+  req.set_pool(options_.pool);
+  req.set_backend(options_.backend);
+  req.set_op(agent::peer::ToProtoOp(request->op));
+  req.set_offset(request->offset);
+  req.set_request_id(next_request_id_.fetch_add(1, std::memory_order_relaxed));
+  req.set_from_member(options_.self);
+  switch (request->op) {
+    case backend::IoOp::kRead:
+      req.set_length(request->read_buffer.size());
+      break;
+    case backend::IoOp::kWrite:
+      req.set_length(request->write_buffer.size());
+      req.set_data(request->write_buffer.data(), request->write_buffer.size());
+      break;
+    case backend::IoOp::kFlush:
+      break;
+    default:
+      req.set_length(request->length);
+      break;
+  }
+  in_flight_.fetch_add(1);
+  Call* raw = call.release();
+  stub_->async()->ExecuteIo(&raw->ctx, &raw->req, &raw->resp,
+                            [this, raw](grpc::Status status) { Complete(raw, status); });
+}
+
+void PeerPath::Complete(Call* raw, const grpc::Status& status) {
+  std::unique_ptr<Call> call(raw);
+  backend::IoRequest* request = call->request;
+  int result = agent::peer::ErrnoForStatus(status);
+  if (status.ok() && call->resp.error() != 0) {
+    result = -call->resp.error();
+  }
+  if (result == 0 && request->op == backend::IoOp::kRead) {
+    const std::string& data = call->resp.data();
+    if (data.size() != request->read_buffer.size()) {
+      result = -ECONNRESET;  // a peer answering the wrong size is not to be trusted: path error
+    } else {
+      std::memcpy(request->read_buffer.data(), data.data(), data.size());
+    }
+  }
+  if (!status.ok()) {
+    VIOS_LOG(kWarning, "peer I/O failed")
+        .Field("path", Name())
+        .Field("code", static_cast<int>(status.error_code()))
+        .Field("error", status.error_message());
+  }
+  call.reset();
+  request->result = result;
+  request->completion->IoDone(request);
+  // Last: the destructor may run as soon as in_flight_ reaches 0.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (in_flight_.fetch_sub(1) == 1) {
+    cv_.notify_all();
+  }
+}
+
+}  // namespace vios::router

@@ -1,0 +1,323 @@
+// Peer I/O over real gRPC with mutual TLS on 127.0.0.1: ExecuteIo checks every field and runs on
+// the peer's local device, PeerPath forwards I/O and tracks the peer's health, a Router reroutes
+// through peers and moves a request to another peer when one fails mid-request, and
+// ApplyReservation is carried.
+#include "node-agent/router/peer_path.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <grpcpp/client_context.h>
+
+#include "common/events/event_bus.h"
+#include "node-agent/backend/backend_test_util.h"
+#include "node-agent/backend/file_backend.h"
+#include "node-agent/backend/memory_backend.h"
+#include "node-agent/peer/peer_client.h"
+#include "node-agent/peer/peer_server.h"
+#include "node-agent/peer/peer_test_pki.h"
+#include "node-agent/router/router.h"
+#include "node-agent/router/router_test_util.h"
+
+namespace vios::router {
+namespace {
+
+using agent::peer::BackendReachability;
+using agent::peer::PeerServer;
+using agent::peer::PeerServerOptions;
+using agent::peer::testing::Pki;
+using backend::IoOp;
+using backend::testing::RunIo;
+using namespace std::chrono_literals;
+
+// PeerAgent: the serving half of an agent: a PeerServer over some local devices.
+struct PeerAgent {
+  PeerAgent(Pki& pki, const std::string& member, backend::BlockDevice* device,
+            std::atomic<bool>* reachable = nullptr) {
+    PeerServerOptions o{.listen_address = "127.0.0.1:0",
+                        .member = member,
+                        .version = "test",
+                        .tls = pki.Tls(member, "ca")};
+    o.backends = [reachable] {
+      return std::vector<BackendReachability>{
+          {.pool = "p", .backend = "b", .reachable = reachable == nullptr || reachable->load()}};
+    };
+    o.local_devices = [device](const std::string& pool, const std::string& b) {
+      return pool == "p" && b == "b" ? device : nullptr;
+    };
+    o.max_io_bytes = 1 << 20;
+    server = std::make_unique<PeerServer>(std::move(o), bus);
+    server->Start();
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(server->port()); }
+  events::EventBus bus;
+  std::unique_ptr<PeerServer> server;
+};
+
+class PeerPathTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pki_ = new Pki();
+    pki_->MakeCa("ca");
+    for (const char* m : {"node-a", "node-b", "node-c"}) pki_->MakeLeaf(m, "ca");
+  }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+  }
+  std::shared_ptr<grpc::Channel> Channel(const PeerAgent& peer, const std::string& name) {
+    return agent::peer::MakePeerChannel(peer.address(), name, pki_->Tls("node-a", "ca"));
+  }
+  std::unique_ptr<PeerPath> Path(const PeerAgent& peer, const std::string& name,
+                                 PeerPathOptions o = {}) {
+    o.pool = "p";
+    o.backend = "b";
+    o.peer = name;
+    o.self = "node-a";
+    o.health_interval = 0ms;
+    return std::make_unique<PeerPath>(Channel(peer, name), std::move(o));
+  }
+  static Pki* pki_;
+};
+
+Pki* PeerPathTest::pki_ = nullptr;
+
+TEST_F(PeerPathTest, ExecuteIoChecksEveryFieldBeforeTheBackend) {
+  backend::MemoryBackend disk(1 << 20);
+  PeerAgent b(*pki_, "node-b", &disk);
+  auto stub = vios::peer::v1::Peer::NewStub(Channel(b, "node-b"));
+  auto call = [&](vios::peer::v1::IoRequest req) {
+    grpc::ClientContext ctx;
+    vios::peer::v1::IoResponse resp;
+    return stub->ExecuteIo(&ctx, req, &resp);
+  };
+  vios::peer::v1::IoRequest r;
+  r.set_pool("p");
+  r.set_backend("nope");
+  r.set_op(vios::peer::v1::IO_OP_READ);
+  r.set_length(512);
+  EXPECT_EQ(call(r).error_code(), grpc::StatusCode::NOT_FOUND);
+  r.set_backend("b");
+  r.set_offset(100);
+  auto st = call(r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("offset"), std::string::npos) << st.error_message();
+  r.set_offset(0);
+  r.set_length(2 << 20);  // over the 1 MiB cap
+  st = call(r);
+  EXPECT_NE(st.error_message().find("length"), std::string::npos) << st.error_message();
+  r.set_length(512);
+  r.set_offset(1 << 20);  // past the end
+  st = call(r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  r.set_offset(0);
+  r.set_op(vios::peer::v1::IO_OP_WRITE);
+  r.set_data(std::string(100, 'x'));
+  st = call(r);
+  EXPECT_NE(st.error_message().find("length"), std::string::npos) << st.error_message();
+  r.set_op(vios::peer::v1::IO_OP_UNSPECIFIED);
+  st = call(r);
+  EXPECT_NE(st.error_message().find("op"), std::string::npos) << st.error_message();
+  EXPECT_EQ(b.server->GetStats().io_refused, 6u);
+  EXPECT_EQ(disk.count(IoOp::kRead) + disk.count(IoOp::kWrite), 0u);
+}
+
+TEST_F(PeerPathTest, ForwardsReadsAndWritesToThePeersFileBackend) {
+  const std::string file = std::filesystem::temp_directory_path() /
+                           ("vios-peer-path-" + std::to_string(::getpid()) + ".img");
+  std::string error;
+  auto disk =
+      backend::FileBackend::Open({.path = file, .size_bytes = 4 << 20, .create = true}, &error);
+  ASSERT_TRUE(disk) << error;
+  PeerAgent b(*pki_, "node-b", disk.get());
+  auto path = Path(b, "node-b");
+  EXPECT_EQ(path->Name(), "peer:node-b");
+  EXPECT_EQ(path->Health(), PathHealth::kLost);  // until the peer says it reaches the backend
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  std::vector<uint8_t> data(128 << 10);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7);
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kWrite, 1 << 20, data), 0);
+  std::vector<uint8_t> back(data.size());
+  ASSERT_EQ(RunIo(*disk, IoOp::kRead, 1 << 20, back), 0);  // on the peer's own device
+  EXPECT_EQ(back, data);
+  std::fill(back.begin(), back.end(), 0);
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kRead, 1 << 20, back), 0);
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(RunIo(*path->Device(), IoOp::kFlush, 0, {}), 0);
+  EXPECT_EQ(RunIo(*path->Device(), IoOp::kWriteZeroes, 1 << 20, {}, 4096), 0);
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kRead, 1 << 20, back), 0);
+  EXPECT_EQ(back[0], 0);
+  EXPECT_EQ(back[4095], 0);
+  EXPECT_EQ(back[4096], data[4096]);
+  EXPECT_EQ(b.server->GetStats().io_served.at("node-a"), 5u);  // by certificate identity
+  std::filesystem::remove(file);
+}
+
+TEST_F(PeerPathTest, HealthFollowsThePeersOwnReachAndItsLife) {
+  backend::MemoryBackend disk(1 << 20);
+  std::atomic<bool> reachable{true};
+  auto b = std::make_unique<PeerAgent>(*pki_, "node-b", &disk, &reachable);
+  std::vector<std::string> changes;
+  std::mutex mu;
+  auto path =
+      Path(*b, "node-b", {.on_change = [&](PathHealth, PathHealth to, const std::string& reason) {
+        std::lock_guard<std::mutex> lock(mu);
+        changes.push_back(std::string(PathHealthName(to)) + ":" + reason);
+      }});
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  reachable = false;
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kLost);
+  reachable = true;
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  b.reset();  // the peer is gone
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kLost);
+  std::vector<uint8_t> buf(512);
+  EXPECT_TRUE(IsPathError(RunIo(*path->Device(), IoOp::kRead, 0, buf)));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(changes,
+            (std::vector<std::string>{"Healthy:peer_reaches_backend", "Lost:peer_lost_backend",
+                                      "Healthy:peer_reaches_backend", "Lost:health_call_failed"}));
+}
+
+TEST_F(PeerPathTest, RouterReroutesThroughPeersAndSurvivesAPeerDyingMidRequest) {
+  // Agent A's local path is dead; peers B (hangs: a peer that stops answering) and C serve the
+  // same backend (a shared LUN: one device seen by both here).
+  backend::MemoryBackend shared(4 << 20);
+  struct HangingView final : backend::BlockDevice {
+    explicit HangingView(backend::BlockDevice* d) : dev(d) {}
+    uint64_t SizeBytes() const override { return dev->SizeBytes(); }
+    uint32_t BlockSize() const override { return dev->BlockSize(); }
+    bool SupportsDiscard() const override { return true; }
+    std::string Describe() const override { return "hanging"; }
+    void Submit(backend::IoRequest* r) override {
+      if (hang.load()) {
+        std::lock_guard<std::mutex> lock(mu);
+        held.push_back(r);
+        return;
+      }
+      dev->Submit(r);
+    }
+    void Release() {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto* r : held) {
+        r->result = -EIO;
+        r->completion->IoDone(r);
+      }
+      held.clear();
+    }
+    backend::BlockDevice* dev;
+    std::atomic<bool> hang{false};
+    std::mutex mu;
+    std::vector<backend::IoRequest*> held;
+  };
+  HangingView b_dev(&shared);
+  PeerAgent b(*pki_, "node-b", &b_dev);
+  PeerAgent c(*pki_, "node-c", &shared);
+
+  auto local = std::make_unique<testing::ControlledDevice>(4 << 20);
+  testing::ControlledDevice* local_raw = local.get();
+  Router router("p/b", std::move(local), RouterOptions{.io_timeout = 5s});
+  local_raw->Set(testing::ControlledDevice::Mode::kFail, -ENOTCONN);
+  auto pb = Path(b, "node-b", {.io_deadline = 300ms});
+  auto pc = Path(c, "node-c");
+  ASSERT_EQ(pb->CheckHealth(), PathHealth::kHealthy);
+  ASSERT_EQ(pc->CheckHealth(), PathHealth::kHealthy);
+  PeerPath* pb_raw = pb.get();
+  router.AddPath(std::move(pb));
+  router.AddPath(std::move(pc));
+
+  // Reroute: every write lands on the shared device through B or C; both carry load.
+  for (int i = 0; i < 20; ++i) {
+    std::vector<uint8_t> data(4096, static_cast<uint8_t>(i + 1));
+    ASSERT_EQ(RunIo(router, IoOp::kWrite, 4096u * i, data), 0) << i;
+  }
+  EXPECT_TRUE(router.Rerouting());
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(shared.Read(4096u * i, 1)[0], i + 1);
+  }
+  const auto stats_b = b.server->GetStats().io_served;
+  const auto stats_c = c.server->GetStats().io_served;
+  EXPECT_GT(stats_b.at("node-a"), 0u);
+  EXPECT_GT(stats_c.at("node-a"), 0u);
+
+  // B stops answering mid-request: the request times out there and completes through C.
+  b_dev.hang = true;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<uint8_t> data(4096, 0xA0 + i);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(RunIo(router, IoOp::kWrite, 0, data), 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+    EXPECT_EQ(shared.Read(0, 1)[0], 0xA0 + i);
+  }
+  EXPECT_EQ(pb_raw->Health(), PathHealth::kLost);
+  b_dev.hang = false;
+  b_dev.Release();
+}
+
+TEST_F(PeerPathTest, KilledPeerMovesTheRequestToTheThirdAgentWithoutError) {
+  backend::MemoryBackend shared(1 << 20);
+  auto b = std::make_unique<PeerAgent>(*pki_, "node-b", &shared);
+  PeerAgent c(*pki_, "node-c", &shared);
+  Router router("p/b", std::make_unique<backend::MemoryBackend>(1 << 20));
+  router.local_path()->SetHealth(PathHealth::kLost);
+  auto pb = Path(*b, "node-b");
+  auto pc = Path(c, "node-c");
+  ASSERT_EQ(pb->CheckHealth(), PathHealth::kHealthy);
+  ASSERT_EQ(pc->CheckHealth(), PathHealth::kHealthy);
+  router.AddPath(std::move(pb));
+  router.AddPath(std::move(pc));
+  b.reset();  // killed; its path still looks Healthy until a call fails
+  for (int i = 0; i < 10; ++i) {
+    std::vector<uint8_t> data(512, static_cast<uint8_t>(i + 1));
+    ASSERT_EQ(RunIo(router, IoOp::kWrite, 512u * i, data), 0);
+    EXPECT_EQ(shared.Read(512u * i, 1)[0], i + 1);
+  }
+  EXPECT_GE(c.server->GetStats().io_served.at("node-a"), 10u);
+}
+
+TEST_F(PeerPathTest, ApplyReservationIsCarriedToTheApplier) {
+  backend::MemoryBackend disk(1 << 20);
+  PeerAgent plain(*pki_, "node-b", &disk);
+  agent::peer::PeerClient to_plain({.address = plain.address(),
+                                    .server_name = "node-b",
+                                    .member = "node-a",
+                                    .tls = pki_->Tls("node-a", "ca")});
+  auto r = to_plain.ApplyReservation("pvc-1", 3, "{}", 2s);
+  EXPECT_FALSE(r.applied);
+  EXPECT_NE(r.error.find("12 "), std::string::npos) << r.error;  // UNIMPLEMENTED
+
+  events::EventBus bus;
+  std::string seen;
+  PeerServer server({.listen_address = "127.0.0.1:0",
+                     .member = "node-c",
+                     .version = "test",
+                     .tls = pki_->Tls("node-c", "ca"),
+                     .reservation_applier =
+                         [&](const std::string& volume, uint64_t version, const std::string& json,
+                             const std::string& from) {
+                           seen = volume + "/" + std::to_string(version) + "/" + json + "/" + from;
+                           return agent::peer::ReservationResult{
+                               .applied = version > 1, .version = 2, .error = ""};
+                         }},
+                    bus);
+  server.Start();
+  agent::peer::PeerClient client({.address = "127.0.0.1:" + std::to_string(server.port()),
+                                  .server_name = "node-c",
+                                  .member = "node-a",
+                                  .tls = pki_->Tls("node-a", "ca")});
+  r = client.ApplyReservation("pvc-1", 3, R"({"k":1})", 2s);
+  EXPECT_TRUE(r.applied) << r.error;
+  EXPECT_EQ(r.version, 2u);
+  EXPECT_EQ(seen, R"(pvc-1/3/{"k":1}/node-a)");
+  r = client.ApplyReservation("pvc-1", 1, "{}", 2s);
+  EXPECT_FALSE(r.applied);
+  EXPECT_FALSE(client.ApplyReservation("", 1, "{}", 2s).applied);  // INVALID_ARGUMENT
+  EXPECT_EQ(server.GetStats().reservations, 2u);
+}
+
+}  // namespace
+}  // namespace vios::router
