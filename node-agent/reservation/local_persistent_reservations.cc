@@ -1,4 +1,6 @@
-// LocalPersistentReservations: PrEngine behind a mutex, state written through a PrStateStore.
+// LocalPersistentReservations: PrEngine over a local copy of the state, written through a
+// PrStateStore; the command path shared by local and cluster mode (pr_cluster_sync.cc has the
+// cluster-only parts: peers, lease, worker threads).
 #include "node-agent/reservation/local_persistent_reservations.h"
 
 #include <algorithm>
@@ -11,29 +13,49 @@ namespace {
 
 constexpr int kMaxCasAttempts = 8;
 
+bool IsRegistrationsPreempted(const PrUnitAttention& ua) {
+  return ua.asc.asc == kAscRegistrationsPreempted.asc &&
+         ua.asc.ascq == kAscRegistrationsPreempted.ascq;
+}
+
 }  // namespace
 
 LocalPersistentReservations::LocalPersistentReservations(std::unique_ptr<PrStateStore> store)
     : store_(store ? std::move(store) : std::make_unique<MemoryPrStateStore>()) {}
 
+LocalPersistentReservations::LocalPersistentReservations(std::unique_ptr<PrStateStore> store,
+                                                         ClusterOptions cluster)
+    : store_(store ? std::move(store) : std::make_unique<MemoryPrStateStore>()),
+      cluster_(true),
+      options_(std::move(cluster)) {}
+
 bool LocalPersistentReservations::Init(std::string* error) {
   StoredPrState stored;
+  const Clock::time_point asked = Clock::now();
   if (!store_->Load(&stored, error)) {
     return false;
   }
   PrState state = stored.state;
-  if (!state.aptpl) {
-    // Without APTPL nothing persists through a power loss (SPC-4 §5.13.4); the generation
-    // keeps counting so initiators never see an old value again.
-    const uint32_t generation = state.generation;
-    state = PrState{};
-    state.generation = generation;
+  if (!cluster_) {
+    if (!state.aptpl) {
+      // Without APTPL nothing persists through a power loss (SPC-4 §5.13.4); the generation
+      // keeps counting so initiators never see an old value again.
+      const uint32_t generation = state.generation;
+      state = PrState{};
+      state.generation = generation;
+    }
+    state.spc2Holder.reset();  // SPC-2 reservations never survive a restart.
   }
-  state.spc2Holder.reset();  // SPC-2 reservations never survive a restart.
-  std::lock_guard<std::mutex> lock(mutex_);
-  state_ = std::move(state);
-  version_ = stored.version;
-  unrestricted_.store(state_.Unrestricted());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    state_ = std::move(state);
+    version_ = stored.version;
+    unrestricted_.store(state_.Unrestricted());
+  }
+  Confirm(asked);
+  if (cluster_) {
+    StartThreads();
+  }
   return true;
 }
 
@@ -52,55 +74,58 @@ PrState LocalPersistentReservations::State() const {
   return state_;
 }
 
+uint64_t LocalPersistentReservations::Version() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return version_;
+}
+
 bool LocalPersistentReservations::Handles(uint8_t opcode) const {
   return opcode == kOpReserve6 || opcode == kOpRelease6 || opcode == kOpReserve10 ||
          opcode == kOpRelease10 || opcode == kOpPersistentReserveIn ||
          opcode == kOpPersistentReserveOut;
 }
 
-bool LocalPersistentReservations::Allows(const scsi::Nexus& nexus, const uint8_t* cdb,
-                                         size_t cdb_length) {
-  if (unrestricted_.load(std::memory_order_acquire)) {
-    return true;
+void LocalPersistentReservations::Install(const PrState& state, uint64_t version) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (version < version_) {
+    return;  // A newer state arrived meanwhile (a peer's update, a refresh).
   }
-  bool allowed = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    allowed = reservation::Allows(state_, nexus, std::span<const uint8_t>(cdb, cdb_length));
-  }
-  if (!allowed) {
-    counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
-  }
-  return allowed;
+  state_ = state;
+  version_ = version;
+  unrestricted_.store(state_.Unrestricted(), std::memory_order_release);
 }
 
-bool LocalPersistentReservations::CommitLocked(
-    const std::function<PrResult(const PrState&)>& compute, PrResult* result) {
+bool LocalPersistentReservations::Commit(const Compute& compute, uint64_t expected_version,
+                                         PrResult* result, uint64_t* committed_version,
+                                         Clock::time_point* committed_at) {
   for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
     if (!result->changed) {
       return true;
     }
     uint64_t new_version = 0;
     std::string error;
-    switch (store_->CompareAndSwap(version_, result->state, &new_version, &error)) {
+    Clock::time_point asked = Clock::now();
+    switch (store_->CompareAndSwap(expected_version, result->state, &new_version, &error)) {
       case CasResult::kOk:
-        state_ = result->state;
-        version_ = new_version;
-        unrestricted_.store(state_.Unrestricted(), std::memory_order_release);
+        Install(result->state, new_version);
+        Confirm(asked);
+        *committed_version = new_version;
+        *committed_at = Clock::now();
         return true;
       case CasResult::kConflict: {
         // Someone else wrote: recompute the command against what is stored now.
         counters_.store_conflicts.fetch_add(1, std::memory_order_relaxed);
         StoredPrState stored;
+        asked = Clock::now();
         if (!store_->Load(&stored, &error)) {
           counters_.store_errors.fetch_add(1, std::memory_order_relaxed);
           VIOS_LOG(kError, "reservation state reload failed").Field("error", error);
           return false;
         }
-        state_ = stored.state;
-        version_ = stored.version;
-        unrestricted_.store(state_.Unrestricted(), std::memory_order_release);
-        *result = compute(state_);
+        Install(stored.state, stored.version);
+        Confirm(asked);
+        expected_version = stored.version;
+        *result = compute(stored.state);
         break;
       }
       case CasResult::kError:
@@ -113,24 +138,32 @@ bool LocalPersistentReservations::CommitLocked(
   return false;
 }
 
-void LocalPersistentReservations::Publish(const PrResult& result) {
-  if (result.unit_attentions.empty() && result.aborted.empty()) {
+void LocalPersistentReservations::Publish(const std::vector<PrUnitAttention>& uas,
+                                          const std::vector<PrPort>& aborted) {
+  if (uas.empty() && aborted.empty()) {
     return;
   }
   std::lock_guard<std::mutex> lock(sink_mutex_);
   if (ua_sink_) {
-    for (const PrUnitAttention& ua : result.unit_attentions) {
+    for (const PrUnitAttention& ua : uas) {
       ua_sink_(ua);
     }
   }
   if (abort_sink_) {
-    for (const PrPort& port : result.aborted) {
+    for (const PrPort& port : aborted) {
       abort_sink_(port);
     }
   }
 }
 
 void LocalPersistentReservations::Execute(scsi::Task* task) {
+  Post([this, task] {
+    std::lock_guard<std::mutex> op(op_mutex_);
+    ExecuteNow(task);
+  });
+}
+
+void LocalPersistentReservations::ExecuteNow(scsi::Task* task) {
   if (task->nexus == nullptr || task->cdb_length == 0) {
     scsi::SetSense(task, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidCommandOperationCode);
     task->Complete();
@@ -139,86 +172,124 @@ void LocalPersistentReservations::Execute(scsi::Task* task) {
   const scsi::Nexus& nexus = *task->nexus;
   const std::span<const uint8_t> cdb(task->cdb.data(), task->cdb_length);
   const uint8_t opcode = cdb[0];
-  uint32_t allocation_length = 0;
-  PrResult result;
-  bool store_failed = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (opcode == kOpPersistentReserveIn) {
-      counters_.prin_commands.fetch_add(1, std::memory_order_relaxed);
-      allocation_length = cdb.size() >= 9 ? scsi::wire::Load16(&cdb[7]) : 0;
-      result = PersistentReserveIn(state_, nexus, cdb);
-    } else {
-      const std::span<const uint8_t> parameters = task->data_out;
-      auto compute = [&](const PrState& s) {
-        return opcode == kOpPersistentReserveOut ? PersistentReserveOut(s, nexus, cdb, parameters)
-                                                 : Spc2ReserveRelease(s, nexus, cdb);
-      };
-      if (opcode == kOpPersistentReserveOut) {
-        counters_.prout_commands.fetch_add(1, std::memory_order_relaxed);
-      }
-      result = compute(state_);
-      store_failed = !CommitLocked(compute, &result);
+  if (opcode == kOpPersistentReserveOut) {
+    counters_.prout_commands.fetch_add(1, std::memory_order_relaxed);
+    const uint8_t action = cdb.size() > 1 ? (cdb[1] & 0x1F) : 0xFF;
+    counters_.prout_by_action[std::min<size_t>(action, PrCounters::kActions - 1)].fetch_add(
+        1, std::memory_order_relaxed);
+  } else if (opcode == kOpPersistentReserveIn) {
+    counters_.prin_commands.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (cluster_ && !Confirmed()) {
+    std::string error;
+    if (!Refresh(&error) || !Confirmed()) {
+      // Cut off from the store: no answer from a copy that may be stale (README.md).
+      scsi::SetSense(task, scsi::SenseKey::kAbortedCommand, scsi::kAscInternalTargetFailure);
+      task->Complete();
+      return;
     }
   }
-  if (store_failed) {
-    // Retryable: the initiator retries ABORTED COMMAND; the state did not change.
-    scsi::SetSense(task, scsi::SenseKey::kAbortedCommand, scsi::kAscInternalTargetFailure);
-    task->Complete();
-    return;
+  PrState snapshot;
+  uint64_t snapshot_version = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    snapshot = state_;
+    snapshot_version = version_;
+  }
+  uint32_t allocation_length = 0;
+  PrResult result;
+  if (opcode == kOpPersistentReserveIn) {
+    allocation_length = cdb.size() >= 9 ? scsi::wire::Load16(&cdb[7]) : 0;
+    result = PersistentReserveIn(snapshot, nexus, cdb);
+  } else {
+    const std::span<const uint8_t> parameters = task->data_out;
+    auto compute = [&](const PrState& s) {
+      return opcode == kOpPersistentReserveOut ? PersistentReserveOut(s, nexus, cdb, parameters)
+                                               : Spc2ReserveRelease(s, nexus, cdb);
+    };
+    result = compute(snapshot);
+    uint64_t committed_version = 0;
+    Clock::time_point committed_at;
+    if (!Commit(compute, snapshot_version, &result, &committed_version, &committed_at)) {
+      // Retryable: the initiator retries ABORTED COMMAND; the state did not change.
+      scsi::SetSense(task, scsi::SenseKey::kAbortedCommand, scsi::kAscInternalTargetFailure);
+      task->Complete();
+      return;
+    }
+    if (result.changed) {
+      Propagate(result, committed_version, committed_at);
+    }
   }
   if (result.status == scsi::Status::kReservationConflict) {
     counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
   }
   if (!result.aborted.empty() ||
       std::any_of(result.unit_attentions.begin(), result.unit_attentions.end(),
-                  [](const PrUnitAttention& ua) {
-                    return ua.asc.asc == kAscRegistrationsPreempted.asc &&
-                           ua.asc.ascq == kAscRegistrationsPreempted.ascq;
-                  })) {
+                  IsRegistrationsPreempted)) {
     counters_.preemptions.fetch_add(1, std::memory_order_relaxed);
   }
-  Publish(result);
+  Publish(result.unit_attentions, result.aborted);
   ApplyToTask(result, allocation_length, task);
   task->Complete();
 }
 
-void LocalPersistentReservations::NexusRemoved(const scsi::Nexus& nexus) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!state_.spc2Holder.has_value()) {
+void LocalPersistentReservations::ChangeSpc2(const Compute& compute, const char* what) {
+  std::lock_guard<std::mutex> op(op_mutex_);
+  PrState snapshot;
+  uint64_t snapshot_version = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!state_.spc2Holder.has_value()) {
+      return;
+    }
+    snapshot = state_;
+    snapshot_version = version_;
+  }
+  PrResult result = compute(snapshot);
+  uint64_t committed_version = 0;
+  Clock::time_point committed_at;
+  if (!Commit(compute, snapshot_version, &result, &committed_version, &committed_at)) {
+    VIOS_LOG(kWarning, "could not release an SPC-2 reservation").Field("after", what);
     return;
   }
-  auto compute = [&](const PrState& s) {
-    PrResult r;
-    r.state = NexusLost(s, nexus);
-    r.changed = !(r.state == s);
-    return r;
-  };
-  PrResult result = compute(state_);
-  if (!CommitLocked(compute, &result)) {
-    VIOS_LOG(kWarning, "could not release SPC-2 reservation of a lost nexus")
-        .Field("initiator_port", nexus.initiator_port);
+  if (result.changed) {
+    Propagate(result, committed_version, committed_at);
   }
+}
+
+void LocalPersistentReservations::NexusRemoved(const scsi::Nexus& nexus) {
+  if (!State().spc2Holder.has_value()) {
+    return;
+  }
+  Post([this, nexus] {
+    ChangeSpc2(
+        [&nexus](const PrState& s) {
+          PrResult r;
+          r.state = NexusLost(s, nexus);
+          r.changed = !(r.state == s);
+          return r;
+        },
+        "nexus loss");
+  });
 }
 
 void LocalPersistentReservations::Reset(scsi::TaskManagementFunction function,
                                         const scsi::Nexus& nexus) {
   (void)function;
   (void)nexus;
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!state_.spc2Holder.has_value()) {
+  if (!State().spc2Holder.has_value()) {
     return;
   }
-  auto compute = [](const PrState& s) {
-    PrResult r;
-    r.state = AfterReset(s);
-    r.changed = !(r.state == s);
-    return r;
-  };
-  PrResult result = compute(state_);
-  if (!CommitLocked(compute, &result)) {
-    VIOS_LOG(kWarning, "could not release SPC-2 reservation after reset");
-  }
+  Post([this] {
+    ChangeSpc2(
+        [](const PrState& s) {
+          PrResult r;
+          r.state = AfterReset(s);
+          r.changed = !(r.state == s);
+          return r;
+        },
+        "reset");
+  });
 }
 
 }  // namespace vios::reservation

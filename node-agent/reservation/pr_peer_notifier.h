@@ -1,0 +1,31 @@
+// PrPeerNotifier: how an agent that changed a volume's reservation state tells every other agent
+// serving the volume before the PR OUT completes (DESIGN.md §7). The agent wires it to the peer
+// channel (proto/peer.proto ApplyReservation(volume, version, state_json, from)); the receiving
+// agent calls LocalPersistentReservations::Apply(version, state_json) on its policy for volume.
+//
+//   class PeerChannelNotifier : public reservation::PrPeerNotifier {
+//     bool NotifyAll(const std::string& volume, uint64_t version, const std::string& state_json,
+//                    std::string* error) override;   // ApplyReservation to each peer, wait
+//   };
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace vios::reservation {
+
+class PrPeerNotifier {
+ public:
+  virtual ~PrPeerNotifier() = default;
+  // NotifyAll delivers the update (version = the VIOSVolume resourceVersion that holds it;
+  // state_json = EncodeUpdate(), pr_crd_layout.h) to every OTHER agent serving volume and returns
+  // true once each of them has applied it (their Apply returned true). It must bound its own
+  // time (a peer that does not answer within about a second is a failure). false, with *error
+  // naming the peers that did not confirm: the caller then waits out the lease (README.md).
+  // Called from the policy's worker thread without any policy lock held; may be called
+  // concurrently for different volumes.
+  virtual bool NotifyAll(const std::string& volume, uint64_t version, const std::string& state_json,
+                         std::string* error) = 0;
+};
+
+}  // namespace vios::reservation
