@@ -1,0 +1,233 @@
+// vios-peer-path-bench: throughput of I/O rerouted through a peer agent against the same I/O on
+// the local path (issue #7 target: ratio >= 0.7 at 128 KiB sequential and 4 KiB random).
+//
+// Two agents in one process over loopback: agent B serves ExecuteIo (PeerServer, mutual TLS,
+// certificates made with openssl) on its FileBackend; agent A has a Router over its own
+// FileBackend on the same file (a shared LUN) and a PeerPath to B. "local" runs through A's
+// Router with the local path Healthy; "peer" forces A's local path Lost so every request
+// crosses the peer channel. Closed loop, fixed queue depth, fixed duration per workload.
+//
+//   vios-peer-path-bench [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/events/event_bus.h"
+#include "common/log/log.h"
+#include "node-agent/backend/file_backend.h"
+#include "node-agent/peer/peer_client.h"
+#include "node-agent/peer/peer_server.h"
+#include "node-agent/peer/peer_test_pki.h"
+#include "node-agent/router/peer_path.h"
+#include "node-agent/router/router.h"
+
+namespace {
+
+using namespace vios;
+using Clock = std::chrono::steady_clock;
+
+struct Workload {
+  const char* name;
+  backend::IoOp op;
+  uint32_t block;
+  bool random;
+};
+
+// Driver keeps qd requests in flight against a device until the deadline.
+class Driver {
+ public:
+  Driver(backend::BlockDevice* device, const Workload& w, unsigned qd, uint64_t span)
+      : device_(device), w_(w), span_(span), rng_(42) {
+    slots_.resize(qd);
+    for (auto& s : slots_) {
+      s.driver = this;
+      s.buffer.assign(w.block, 0x5A);
+    }
+  }
+  double Run(std::chrono::milliseconds duration) {
+    deadline_ = Clock::now() + duration;
+    const auto t0 = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_ = slots_.size();
+    }
+    for (auto& s : slots_) Issue(&s);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return running_ == 0; });
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    return static_cast<double>(bytes_) / secs / 1e6;  // MB/s
+  }
+  uint64_t errors() const { return errors_; }
+  uint64_t ios() const { return ios_; }
+
+ private:
+  struct Slot final : backend::IoCompletion {
+    Driver* driver = nullptr;
+    backend::IoRequest req;
+    std::vector<uint8_t> buffer;
+    void IoDone(backend::IoRequest* r) override { driver->Done(this, r->result); }
+  };
+  uint64_t NextOffset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t blocks = span_ / w_.block;
+    uint64_t b;
+    if (w_.random) {
+      b = rng_() % blocks;
+    } else {
+      b = next_++ % blocks;
+    }
+    return b * w_.block;
+  }
+  void Issue(Slot* s) {
+    s->req = backend::IoRequest{};
+    s->req.op = w_.op;
+    s->req.offset = NextOffset();
+    if (w_.op == backend::IoOp::kRead) {
+      s->req.read_buffer = std::span<uint8_t>(s->buffer);
+    } else {
+      s->req.write_buffer = std::span<const uint8_t>(s->buffer);
+    }
+    s->req.completion = s;
+    device_->Submit(&s->req);
+  }
+  void Done(Slot* s, int result) {
+    bool again;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (result != 0) {
+        ++errors_;
+      } else {
+        bytes_ += w_.block;
+        ++ios_;
+      }
+      again = Clock::now() < deadline_;
+      if (!again && --running_ == 0) cv_.notify_all();
+    }
+    if (again) Issue(s);
+  }
+
+  backend::BlockDevice* device_;
+  const Workload w_;
+  const uint64_t span_;
+  std::mt19937_64 rng_;
+  std::vector<Slot> slots_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t running_ = 0;
+  uint64_t next_ = 0;
+  uint64_t bytes_ = 0, ios_ = 0, errors_ = 0;
+  Clock::time_point deadline_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string file = "/var/tmp/vios-peer-path-bench.img";
+  uint64_t size_mib = 256;
+  int seconds = 5;
+  unsigned qd = 16;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--file") file = next();
+    else if (a == "--size-mib") size_mib = std::stoull(next());
+    else if (a == "--seconds") seconds = std::stoi(next());
+    else if (a == "--qd") qd = static_cast<unsigned>(std::stoul(next()));
+    else if (a == "--json") json = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  log::SetLevel(log::Level::kError);
+  agent::peer::testing::Pki pki;
+  pki.MakeCa("ca");
+  pki.MakeLeaf("node-a", "ca");
+  pki.MakeLeaf("node-b", "ca");
+
+  std::string error;
+  backend::FileBackendOptions fo{.path = file, .size_bytes = size_mib << 20, .create = true};
+  auto b_disk = backend::FileBackend::Open(fo, &error);
+  auto a_disk = backend::FileBackend::Open(fo, &error);
+  if (!a_disk || !b_disk) {
+    std::fprintf(stderr, "cannot open %s: %s\n", file.c_str(), error.c_str());
+    return 1;
+  }
+  const std::string a_describe = a_disk->Describe();
+  events::EventBus bus;
+  agent::peer::PeerServerOptions so{.listen_address = "127.0.0.1:0",
+                                    .member = "node-b",
+                                    .version = "bench",
+                                    .tls = pki.Tls("node-b", "ca")};
+  backend::BlockDevice* served = b_disk.get();
+  so.backends = [] {
+    return std::vector<agent::peer::BackendReachability>{{"p", "b", true}};
+  };
+  so.local_devices = [served](const std::string&, const std::string&) { return served; };
+  agent::peer::PeerServer server(std::move(so), bus);
+  server.Start();
+
+  router::Router router("p/b", std::move(a_disk));
+  auto channel = agent::peer::MakePeerChannel("127.0.0.1:" + std::to_string(server.port()),
+                                              "node-b", pki.Tls("node-a", "ca"));
+  auto path = std::make_unique<router::PeerPath>(
+      channel, router::PeerPathOptions{.pool = "p", .backend = "b", .peer = "node-b",
+                                       .self = "node-a", .health_interval =
+                                           std::chrono::milliseconds(0)});
+  if (path->CheckHealth() != router::PathHealth::kHealthy) {
+    std::fprintf(stderr, "peer not healthy\n");
+    return 1;
+  }
+  router.AddPath(std::move(path));
+
+  const std::vector<Workload> workloads = {
+      {"128k-seq-read", backend::IoOp::kRead, 128 << 10, false},
+      {"128k-seq-write", backend::IoOp::kWrite, 128 << 10, false},
+      {"4k-rand-read", backend::IoOp::kRead, 4096, true},
+      {"4k-rand-write", backend::IoOp::kWrite, 4096, true},
+  };
+  const uint64_t span = size_mib << 20;
+  std::string rows, json_rows;
+  for (const Workload& w : workloads) {
+    double mbps[2];
+    uint64_t errors = 0;
+    for (int mode = 0; mode < 2; ++mode) {
+      router.local_path()->SetHealth(mode == 0 ? router::PathHealth::kHealthy
+                                               : router::PathHealth::kLost);
+      Driver d(&router, w, qd, span);
+      mbps[mode] = d.Run(std::chrono::seconds(seconds));
+      errors += d.errors();
+    }
+    const double ratio = mbps[1] / mbps[0];
+    char line[256];
+    std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %llu |\n", w.name, qd,
+                  mbps[0], mbps[1], ratio, static_cast<unsigned long long>(errors));
+    rows += line;
+    std::snprintf(line, sizeof line,
+                  "%s{\"workload\":\"%s\",\"qd\":%u,\"local_mbps\":%.1f,\"peer_mbps\":%.1f,"
+                  "\"ratio\":%.3f,\"errors\":%llu}",
+                  json_rows.empty() ? "" : ",", w.name, qd, mbps[0], mbps[1], ratio,
+                  static_cast<unsigned long long>(errors));
+    json_rows += line;
+  }
+  if (json) {
+    std::printf("{\"backend\":\"%s\",\"seconds\":%d,\"results\":[%s]}\n", a_describe.c_str(),
+                seconds, json_rows.c_str());
+  } else {
+    std::printf("backend %s, %d s per run, MB/s = 10^6 bytes/s\n\n", a_describe.c_str(), seconds);
+    std::printf("| workload | QD | local MB/s | via peer MB/s | ratio | errors |\n");
+    std::printf("|---|---|---|---|---|---|\n%s", rows.c_str());
+  }
+  server.Stop();
+  std::filesystem::remove(file);
+  return 0;
+}
