@@ -436,7 +436,10 @@ void ClusterAgent::Rebuild() {
     }
     state_.serving_from_local_copy = false;
   }
-  if (changed || was_local || persist) {
+  // Save when the view changed, and also when only the objects did (this member's own status,
+  // for one, changes no message but belongs in the copy).
+  if (changed || was_local || persist || !(copy == last_saved_)) {
+    last_saved_ = copy;
     try {
       store_.Save(copy);
     } catch (const std::exception& e) {

@@ -161,6 +161,7 @@ class ClusterAgent {
   AgentState state_;
   LocalStatus local_status_;
   nlohmann::json reservations_ = nlohmann::json::object();
+  LocalState last_saved_;  // Rebuild thread only: what was last written to the local copy.
   bool persist_pending_ = false;
   nlohmann::json member_object_;  // as the last apply returned it (Events refer to it)
   std::string acquire_time_;      // Lease acquireTime, fixed for this process
