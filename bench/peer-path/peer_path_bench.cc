@@ -22,6 +22,7 @@
 #include "common/events/event_bus.h"
 #include "common/log/log.h"
 #include "node-agent/backend/file_backend.h"
+#include "node-agent/backend/memory_backend.h"
 #include "node-agent/peer/peer_client.h"
 #include "node-agent/peer/peer_server.h"
 #include "node-agent/peer/peer_test_pki.h"
@@ -137,13 +138,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--file") file = next();
-    else if (a == "--size-mib") size_mib = std::stoull(next());
-    else if (a == "--seconds") seconds = std::stoi(next());
-    else if (a == "--qd") qd = static_cast<unsigned>(std::stoul(next()));
-    else if (a == "--json") json = true;
+    if (a == "--file")
+      file = next();
+    else if (a == "--size-mib")
+      size_mib = std::stoull(next());
+    else if (a == "--seconds")
+      seconds = std::stoi(next());
+    else if (a == "--qd")
+      qd = static_cast<unsigned>(std::stoul(next()));
+    else if (a == "--json")
+      json = true;
     else {
-      std::fprintf(stderr, "usage: %s [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]\n",
                    argv[0]);
       return 2;
     }
@@ -169,9 +176,12 @@ int main(int argc, char** argv) {
                                     .version = "bench",
                                     .tls = pki.Tls("node-b", "ca")};
   backend::BlockDevice* served = b_disk.get();
-  so.backends = [] {
-    return std::vector<agent::peer::BackendReachability>{{"p", "b", true}};
-  };
+  std::unique_ptr<backend::MemoryBackend> memory;
+  if (getenv("VIOS_BENCH_PEER_MEMORY") != nullptr) {  // isolates the channel from the file
+    memory = std::make_unique<backend::MemoryBackend>(size_mib << 20);
+    served = memory.get();
+  }
+  so.backends = [] { return std::vector<agent::peer::BackendReachability>{{"p", "b", true}}; };
   so.local_devices = [served](const std::string&, const std::string&) { return served; };
   agent::peer::PeerServer server(std::move(so), bus);
   server.Start();
@@ -180,9 +190,11 @@ int main(int argc, char** argv) {
   auto channel = agent::peer::MakePeerChannel("127.0.0.1:" + std::to_string(server.port()),
                                               "node-b", pki.Tls("node-a", "ca"));
   auto path = std::make_unique<router::PeerPath>(
-      channel, router::PeerPathOptions{.pool = "p", .backend = "b", .peer = "node-b",
-                                       .self = "node-a", .health_interval =
-                                           std::chrono::milliseconds(0)});
+      channel, router::PeerPathOptions{.pool = "p",
+                                       .backend = "b",
+                                       .peer = "node-b",
+                                       .self = "node-a",
+                                       .health_interval = std::chrono::milliseconds(0)});
   if (path->CheckHealth() != router::PathHealth::kHealthy) {
     std::fprintf(stderr, "peer not healthy\n");
     return 1;

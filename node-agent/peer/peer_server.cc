@@ -254,6 +254,8 @@ void PeerServer::Start() {
   // write plus the other fields).
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_io_bytes) + kMessageOverhead);
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_io_bytes) + kMessageOverhead);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
+  builder.AddChannelArgument(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 256 << 10);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();

@@ -16,17 +16,33 @@ struct PeerPath::Call {
   grpc::ClientContext ctx;
   vios::peer::v1::IoRequest req;
   vios::peer::v1::IoResponse resp;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<vios::peer::v1::IoResponse>> reader;
 };
 
 PeerPath::PeerPath(std::shared_ptr<grpc::Channel> channel, PeerPathOptions options)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(vios::peer::v1::Peer::NewStub(channel_)) {}
+      stub_(vios::peer::v1::Peer::NewStub(channel_)) {
+  cq_thread_ = std::thread([this] { DrainCompletions(); });
+}
 
 PeerPath::~PeerPath() {
   Stop();
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return in_flight_.load() == 0; });
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return in_flight_.load() == 0; });
+  }
+  cq_.Shutdown();
+  cq_thread_.join();
+}
+
+void PeerPath::DrainCompletions() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) {
+    Complete(static_cast<Call*>(tag));
+  }
 }
 
 void PeerPath::Start() {
@@ -130,12 +146,14 @@ void PeerPath::Forward(backend::IoRequest* request) {
   }
   in_flight_.fetch_add(1);
   Call* raw = call.release();
-  stub_->async()->ExecuteIo(&raw->ctx, &raw->req, &raw->resp,
-                            [this, raw](grpc::Status status) { Complete(raw, status); });
+  raw->reader = stub_->PrepareAsyncExecuteIo(&raw->ctx, raw->req, &cq_);
+  raw->reader->StartCall();
+  raw->reader->Finish(&raw->resp, &raw->status, raw);
 }
 
-void PeerPath::Complete(Call* raw, const grpc::Status& status) {
+void PeerPath::Complete(Call* raw) {
   std::unique_ptr<Call> call(raw);
+  const grpc::Status& status = call->status;
   backend::IoRequest* request = call->request;
   int result = agent::peer::ErrnoForStatus(status);
   if (status.ok() && call->resp.error() != 0) {

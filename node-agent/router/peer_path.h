@@ -27,6 +27,7 @@
 #include <thread>
 
 #include <grpcpp/channel.h>
+#include <grpcpp/completion_queue.h>
 
 #include "node-agent/router/path.h"
 #include "proto/peer.grpc.pb.h"
@@ -86,7 +87,8 @@ class PeerPath final : public Path {
   struct Call;
 
   void Forward(backend::IoRequest* request);
-  void Complete(Call* call, const grpc::Status& status);
+  void Complete(Call* call);
+  void DrainCompletions();
   void SetHealth(PathHealth to, const std::string& reason);
   void HealthLoop();
 
@@ -102,6 +104,10 @@ class PeerPath final : public Path {
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread health_thread_;
+  // Completions of ExecuteIo arrive on our own queue and thread: gRPC 1.51's callback API
+  // delivers client completions with millisecond lags, a completion queue does not.
+  grpc::CompletionQueue cq_;
+  std::thread cq_thread_;
 };
 
 }  // namespace vios::router
