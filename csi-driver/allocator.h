@@ -59,6 +59,13 @@ struct PoolSpec {
                                              std::string* error);
   // AllFromCluster returns every pool of the cluster.
   static std::vector<PoolSpec> AllFromCluster(const nlohmann::json& cluster);
+  // CapacityBytes is what the allocator can hand out: whole extents of the backends whose size
+  // is known (the remainder of a backend smaller than an extent is never allocated).
+  uint64_t CapacityBytes() const {
+    uint64_t total = 0;
+    for (const auto& b : backends) total += b.size / extent_size * extent_size;
+    return total;
+  }
   uint64_t RoundUp(uint64_t bytes) const {
     return (bytes + extent_size - 1) / extent_size * extent_size;
   }

@@ -1,6 +1,7 @@
 // Integration tests of allocation and deletion against a real kube-apiserver (local control
 // plane): two controllers racing never hand out one extent twice; CreateVolume is idempotent by
-// name; DeleteVolume zeroes the extents before they can be handed out again.
+// name; DeleteVolume zeroes the extents before they can be handed out again; a clone holds its
+// source's bytes in its own extents; the pool gauges count what is allocated.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 #include "common/kube/integration_util.h"
 #include "csi-driver/allocator.h"
 #include "csi-driver/controller_service.h"
+#include "csi-driver/pool_metrics.h"
 #include "csi-driver/volume_record.h"
 #include "node-agent/pool/extent_allocator.h"
 
@@ -156,7 +158,7 @@ class ControllerIntegrationTest : public ::testing::Test {
   ControllerIntegrationTest()
       : fixture_(MakeCluster("csi-ctrl")),
         metrics_(registry_),
-        service_(TestClient(), zeroer_, ControllerOptions{fixture_.ns, "local", 4 * kExtent},
+        service_(TestClient(), zeroer_, ControllerOptions{fixture_.ns, "local", 4 * kExtent, {}},
                  metrics_) {}
   ~ControllerIntegrationTest() override { fs::remove(fixture_.pool_file); }
 
@@ -326,6 +328,85 @@ TEST_F(ControllerIntegrationTest, ExpandAllocatesMoreExtentsAndListPaginates) {
   std::string error;
   for (const auto& v : Volumes(fixture_.ns))
     EXPECT_TRUE(check.MarkUsed(v.extents, &error)) << error;
+}
+
+// GaugeValue reads `name{pool="pool0"} VALUE` from the Prometheus text; -1 when absent.
+double GaugeValue(const std::string& text, const std::string& name) {
+  const std::string key = name + "{pool=\"pool0\"} ";
+  auto at = text.find(key);
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + key.size()));
+}
+
+TEST_F(ControllerIntegrationTest, CloneCopiesTheSourceIntoItsOwnExtents) {
+  ::csi::v1::CreateVolumeResponse src;
+  auto req = CreateRequest("pvc-src", 2 * kExtent);
+  ASSERT_TRUE(service_.CreateVolume(nullptr, &req, &src).ok());
+  auto source = Volumes(fixture_.ns)[0];
+  // The tenant's data at the end of the first extent and the start of the second.
+  std::string data(8192, 'D');
+  int fd = ::open(fixture_.pool_file.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, data.data(), 4096,
+                     static_cast<off_t>(source.extents[0].offset + kExtent - 4096)),
+            4096);
+  ASSERT_EQ(::pwrite(fd, data.data(), 4096,
+                     static_cast<off_t>(source.extents.back().offset +
+                                        source.extents.back().length - kExtent)),
+            4096);
+
+  auto clone = CreateRequest("pvc-clone", 3 * kExtent);
+  clone.mutable_volume_content_source()->mutable_volume()->set_volume_id(src.volume().volume_id());
+  ::csi::v1::CreateVolumeResponse made, again;
+  ASSERT_TRUE(service_.CreateVolume(nullptr, &clone, &made).ok());
+  EXPECT_EQ(made.volume().content_source().volume().volume_id(), src.volume().volume_id());
+  EXPECT_EQ(made.volume().capacity_bytes(), static_cast<int64_t>(3 * kExtent));
+  ASSERT_TRUE(service_.CreateVolume(nullptr, &clone, &again).ok());  // idempotent
+  EXPECT_EQ(again.volume().volume_id(), made.volume().volume_id());
+  VolumeRecord copy;
+  for (auto& v : Volumes(fixture_.ns)) {
+    if (v.id == made.volume().volume_id()) copy = v;
+  }
+  EXPECT_EQ(copy.phase, "Available");
+  EXPECT_EQ(copy.source_volume, src.volume().volume_id());
+  // Byte for byte: the clone's first two extents hold the source's bytes, the third zeroes.
+  std::string want(2 * kExtent, '\0'), got(3 * kExtent, 'x');
+  uint64_t pos = 0;
+  for (const auto& e : source.extents) {
+    ASSERT_EQ(::pread(fd, want.data() + pos, e.length, static_cast<off_t>(e.offset)),
+              static_cast<ssize_t>(e.length));
+    pos += e.length;
+  }
+  pos = 0;
+  for (const auto& e : copy.extents) {
+    ASSERT_EQ(::pread(fd, got.data() + pos, e.length, static_cast<off_t>(e.offset)),
+              static_cast<ssize_t>(e.length));
+    pos += e.length;
+  }
+  ::close(fd);
+  EXPECT_NE(want.find('D'), std::string::npos);
+  EXPECT_TRUE(got.compare(0, want.size(), want) == 0) << "the clone differs from its source";
+  EXPECT_EQ(got.find_first_not_of('\0', want.size()), std::string::npos);
+
+  // Bad sources: unknown, or larger than the clone asks for.
+  ::csi::v1::CreateVolumeResponse resp;
+  auto unknown = CreateRequest("pvc-clone-2", 2 * kExtent);
+  unknown.mutable_volume_content_source()->mutable_volume()->set_volume_id("pvc-nowhere");
+  EXPECT_EQ(service_.CreateVolume(nullptr, &unknown, &resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  auto small = CreateRequest("pvc-clone-3", kExtent);
+  small.mutable_volume_content_source()->mutable_volume()->set_volume_id(src.volume().volume_id());
+  EXPECT_EQ(service_.CreateVolume(nullptr, &small, &resp).error_code(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(Volumes(fixture_.ns).size(), 2u);
+
+  // The pool gauges count both volumes.
+  metrics::Registry registry;
+  PoolMetrics pool_metrics(registry, TestClient(), fixture_.ns, "local");
+  ASSERT_TRUE(pool_metrics.Refresh());
+  const std::string text = registry.Serialize();
+  EXPECT_EQ(GaugeValue(text, "vios_pool_capacity_bytes"), static_cast<double>(kPoolBytes)) << text;
+  EXPECT_EQ(GaugeValue(text, "vios_pool_allocated_bytes"), static_cast<double>(5 * kExtent))
+      << text;
 }
 
 }  // namespace

@@ -16,6 +16,36 @@ using grpc::StatusCode;
 
 Status Err(StatusCode code, const std::string& message) { return Status(code, message); }
 
+// The argument checks every RPC shares, in one place (CSI spec: INVALID_ARGUMENT for a missing
+// or malformed field, ABORTED for an operation already in progress on the volume).
+Status Required(const std::string& field) {
+  return Err(StatusCode::INVALID_ARGUMENT, field + " is required");
+}
+
+Status Busy(const std::string& what, const std::string& id) {
+  return Err(StatusCode::ABORTED, "an operation on " + what + " " + id + " is in progress");
+}
+
+Status CheckCap(const ::csi::v1::VolumeCapability& cap) {
+  std::string why = CheckCapability(cap);
+  return why.empty() ? Status::OK : Err(StatusCode::INVALID_ARGUMENT, why);
+}
+
+// CheckCapacityRange: bytes are not negative and required <= limit when both are set.
+Status CheckCapacityRange(const ::csi::v1::CapacityRange& range) {
+  const int64_t required = range.required_bytes();
+  const int64_t limit = range.limit_bytes();
+  if (required < 0 || limit < 0) {
+    return Err(StatusCode::INVALID_ARGUMENT, "capacity_range bytes must not be negative");
+  }
+  if (limit > 0 && required > limit) {
+    return Err(StatusCode::INVALID_ARGUMENT, "capacity_range.required_bytes " +
+                                                 std::to_string(required) + " > limit_bytes " +
+                                                 std::to_string(limit));
+  }
+  return Status::OK;
+}
+
 // IsObjectName: only valid object names are looked up; anything else cannot exist.
 bool IsObjectName(const std::string& id) {
   auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
@@ -101,6 +131,10 @@ Status ControllerService::GetPool(const std::string& cluster, const std::string&
   return Status::OK;
 }
 
+void ControllerService::PoolsChanged() {
+  if (options_.pools_changed) options_.pools_changed();
+}
+
 bool ControllerService::NodeExists(const std::string& node) {
   if (!IsObjectName(node)) return false;
   try {
@@ -120,6 +154,9 @@ void ControllerService::FillVolume(const VolumeRecord& rec, ::csi::v1::Volume* v
   ctx["pool"] = rec.pool;
   ctx["transport"] = rec.transport;
   if (!rec.fs_type.empty()) ctx["fsType"] = rec.fs_type;
+  if (!rec.source_volume.empty()) {
+    volume->mutable_content_source()->mutable_volume()->set_volume_id(rec.source_volume);
+  }
 }
 
 // --- CreateVolume ---------------------------------------------------------------------------
@@ -133,18 +170,14 @@ Status ControllerService::CreateVolume(grpc::ServerContext*,
 
 Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& req,
                                          ::csi::v1::CreateVolumeResponse* resp) {
-  if (req.name().empty()) return Err(StatusCode::INVALID_ARGUMENT, "name is required");
-  if (req.volume_capabilities().empty()) {
-    return Err(StatusCode::INVALID_ARGUMENT, "volume_capabilities are required");
-  }
+  if (req.name().empty()) return Required("name");
+  if (req.volume_capabilities().empty()) return Required("volume_capabilities");
   bool block = false;
   bool mount = false;
   std::vector<std::string> modes;
   std::string cap_fs;
   for (const auto& cap : req.volume_capabilities()) {
-    if (std::string why = CheckCapability(cap); !why.empty()) {
-      return Err(StatusCode::INVALID_ARGUMENT, why);
-    }
+    if (Status s = CheckCap(cap); !s.ok()) return s;
     block = block || cap.has_block();
     mount = mount || cap.has_mount();
     if (cap.has_mount() && !cap.mount().fs_type().empty()) cap_fs = cap.mount().fs_type();
@@ -154,19 +187,18 @@ Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& r
   if (block && mount) {
     return Err(StatusCode::INVALID_ARGUMENT, "a volume is either block or mount, not both");
   }
+  if (Status s = CheckCapacityRange(req.capacity_range()); !s.ok()) return s;
   const int64_t required = req.capacity_range().required_bytes();
   const int64_t limit = req.capacity_range().limit_bytes();
-  if (required < 0 || limit < 0) {
-    return Err(StatusCode::INVALID_ARGUMENT, "capacity_range bytes must not be negative");
-  }
-  if (limit > 0 && required > limit) {
-    return Err(StatusCode::INVALID_ARGUMENT, "capacity_range.required_bytes " +
-                                                 std::to_string(required) + " > limit_bytes " +
-                                                 std::to_string(limit));
-  }
+  std::string source_id;
   if (req.has_volume_content_source()) {
-    return Err(StatusCode::INVALID_ARGUMENT,
-               "volume_content_source (snapshots, clones) is not supported");
+    const auto& src = req.volume_content_source();
+    if (!src.has_volume()) {
+      return Err(StatusCode::INVALID_ARGUMENT,
+                 "volume_content_source: snapshots are not supported (only volume clones)");
+    }
+    source_id = src.volume().volume_id();
+    if (source_id.empty()) return Required("volume_content_source.volume.volume_id");
   }
   if (!req.mutable_parameters().empty()) {
     return Err(StatusCode::INVALID_ARGUMENT, "mutable_parameters are not supported");
@@ -201,19 +233,37 @@ Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& r
   const std::string id = VolumeObjectName(req.name());
   VolumeLock lock(*this, id);
   if (!lock.acquired()) {
-    return Err(StatusCode::ABORTED, "an operation on volume " + id + " is in progress");
+    return Busy("volume", id);
   }
   PoolSpec pool;
   if (Status s = GetPool(cluster, pool_name, &pool); !s.ok()) return s;
-  const uint64_t size =
+  const std::string volume_mode = block ? "Block" : "Filesystem";
+  std::optional<VolumeRecord> source;
+  std::optional<VolumeLock> source_lock;  // the source is neither deleted nor grown while copied
+  if (!source_id.empty()) {
+    source_lock.emplace(*this, source_id);
+    if (source_id == id || !source_lock->acquired()) {
+      return Busy("source volume", source_id);
+    }
+    if (Status s = CheckCloneSource(source_id, pool, volume_mode, &source); !s.ok()) return s;
+  }
+  uint64_t size =
       pool.RoundUp(required > 0 ? static_cast<uint64_t>(required) : options_.default_size);
+  if (source && source->size > size) {
+    // CSI spec CreateVolume: a clone is at least as large as its source.
+    if (required > 0) {
+      return Err(StatusCode::OUT_OF_RANGE,
+                 "source volume " + source_id + " has " + std::to_string(source->size) +
+                     " bytes, more than the requested " + std::to_string(size));
+    }
+    size = source->size;
+  }
   if (limit > 0 && size > static_cast<uint64_t>(limit)) {
     return Err(StatusCode::OUT_OF_RANGE, "pool " + pool.name + " allocates in extents of " +
                                              std::to_string(pool.extent_size) +
                                              " bytes: " + std::to_string(size) +
                                              " exceeds limit_bytes " + std::to_string(limit));
   }
-  const std::string volume_mode = block ? "Block" : "Filesystem";
 
   if (auto existing = GetVolume(id)) {
     // CSI spec CreateVolume: same name and compatible parameters -> the same volume, else
@@ -225,12 +275,19 @@ Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& r
     bool compatible = existing->size >= static_cast<uint64_t>(required) &&
                       (limit == 0 || existing->size <= static_cast<uint64_t>(limit)) &&
                       existing->pool == pool.name && existing->cluster == pool.cluster &&
-                      existing->volume_mode == volume_mode && existing->phase != "Releasing";
+                      existing->volume_mode == volume_mode && existing->phase != "Releasing" &&
+                      existing->source_volume == source_id;
     if (!compatible) {
-      return Err(StatusCode::ALREADY_EXISTS,
-                 "volume '" + req.name() + "' exists with size " + std::to_string(existing->size) +
-                     ", pool " + existing->pool + ", mode " + existing->volume_mode +
-                     (existing->phase == "Releasing" ? " (being deleted)" : ""));
+      return Err(
+          StatusCode::ALREADY_EXISTS,
+          "volume '" + req.name() + "' exists with size " + std::to_string(existing->size) +
+              ", pool " + existing->pool + ", mode " + existing->volume_mode +
+              (existing->source_volume.empty() ? "" : ", cloned from " + existing->source_volume) +
+              (existing->phase == "Releasing" ? " (being deleted)" : ""));
+    }
+    if (source && existing->phase != "Available" && existing->phase != "Attached") {
+      // A clone whose copy did not finish (an error or a restart): copy again, then release it.
+      if (Status s = FinishClone(pool, *source, &*existing); !s.ok()) return s;
     }
     FillVolume(*existing, resp->mutable_volume());
     return Status::OK;
@@ -246,6 +303,7 @@ Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& r
   rec.access_modes = modes;
   rec.transport = transport;
   rec.fs_type = fs_type;
+  rec.source_volume = source_id;
   rec.extents = allocator_.Reserve(pool, id, {}, size);
   nlohmann::json created;
   try {
@@ -256,15 +314,22 @@ Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& r
     return Err(StatusCode::ABORTED, "volume " + id + " was created concurrently; retry");
   }
   rec.object = created;
-  rec.phase = "Available";
-  try {
-    client_.UpdateStatus(r::kVIOSVolumes, rec.WithStatus());
-  } catch (const kube::ApiError& e) {
-    VIOS_LOG(kWarning, "could not set phase Available")
-        .Field("volume", id)
-        .Field("error", e.what());
+  allocator_.Release(pool, id);  // the VIOSVolume holds the extents now
+  if (source) {
+    // Not Available until the copy is complete; on failure the CO's retry copies again and
+    // DeleteVolume zeroes whatever was copied.
+    if (Status s = FinishClone(pool, *source, &rec); !s.ok()) return s;
+  } else {
+    rec.phase = "Available";
+    try {
+      client_.UpdateStatus(r::kVIOSVolumes, rec.WithStatus());
+    } catch (const kube::ApiError& e) {
+      VIOS_LOG(kWarning, "could not set phase Available")
+          .Field("volume", id)
+          .Field("error", e.what());
+    }
   }
-  allocator_.Release(pool, id);
+  PoolsChanged();
   VIOS_LOG(kInfo, "volume created")
       .Field("volume", id)
       .Field("name", req.name())
@@ -275,6 +340,46 @@ Status ControllerService::DoCreateVolume(const ::csi::v1::CreateVolumeRequest& r
   return Status::OK;
 }
 
+Status ControllerService::CheckCloneSource(const std::string& source_id, const PoolSpec& pool,
+                                           const std::string& volume_mode,
+                                           std::optional<VolumeRecord>* source) {
+  *source = GetVolume(source_id);
+  if (!*source || (*source)->phase == "Releasing") {
+    return Err(StatusCode::NOT_FOUND, "source volume " + source_id + " not found");
+  }
+  const VolumeRecord& src = **source;
+  if (src.cluster != pool.cluster || src.pool != pool.name) {
+    return Err(StatusCode::INVALID_ARGUMENT, "a clone is made in its source's pool: volume " +
+                                                 source_id + " is in pool " + src.pool +
+                                                 " of VIOSCluster " + src.cluster);
+  }
+  if (src.volume_mode != volume_mode) {
+    return Err(StatusCode::INVALID_ARGUMENT, "source volume " + source_id + " is a " +
+                                                 src.volume_mode + " volume, the clone " +
+                                                 volume_mode);
+  }
+  if (!src.source_volume.empty() && src.phase != "Available" && src.phase != "Attached") {
+    return Err(StatusCode::ABORTED, "source volume " + source_id + " is itself being cloned");
+  }
+  return Status::OK;
+}
+
+Status ControllerService::FinishClone(const PoolSpec& pool, const VolumeRecord& source,
+                                      VolumeRecord* rec) {
+  std::string error;
+  if (!zeroer_.Copy(pool, source.extents, rec->extents, source.size, &error)) {
+    return Err(StatusCode::INTERNAL,
+               "copying volume " + source.id + " into its clone " + rec->id + ": " + error);
+  }
+  rec->phase = "Available";
+  rec->object = client_.UpdateStatus(r::kVIOSVolumes, rec->WithStatus());
+  VIOS_LOG(kInfo, "volume cloned")
+      .Field("volume", rec->id)
+      .Field("source", source.id)
+      .Field("bytes", source.size);
+  return Status::OK;
+}
+
 // --- DeleteVolume ---------------------------------------------------------------------------
 
 Status ControllerService::DeleteVolume(grpc::ServerContext*,
@@ -282,7 +387,7 @@ Status ControllerService::DeleteVolume(grpc::ServerContext*,
                                        ::csi::v1::DeleteVolumeResponse*) {
   auto call = metrics_.Begin("DeleteVolume");
   if (request->volume_id().empty()) {
-    return call.Done(Err(StatusCode::INVALID_ARGUMENT, "volume_id is required"));
+    return call.Done(Required("volume_id"));
   }
   return call.Done(Guarded([&] { return DoDeleteVolume(request->volume_id()); }));
 }
@@ -290,7 +395,7 @@ Status ControllerService::DeleteVolume(grpc::ServerContext*,
 Status ControllerService::DoDeleteVolume(const std::string& id) {
   VolumeLock lock(*this, id);
   if (!lock.acquired()) {
-    return Err(StatusCode::ABORTED, "an operation on volume " + id + " is in progress");
+    return Busy("volume", id);
   }
   auto rec = GetVolume(id);
   if (!rec) return Status::OK;  // CSI spec: deleting a missing volume succeeds.
@@ -333,6 +438,7 @@ Status ControllerService::DoDeleteVolume(const std::string& id) {
   } catch (const kube::ApiError& e) {
     if (e.kind() != kube::ErrorKind::kNotFound) throw;
   }
+  PoolsChanged();
   VIOS_LOG(kInfo, "volume deleted").Field("volume", id).Field("bytes", rec->size);
   return Status::OK;
 }
@@ -348,18 +454,13 @@ Status ControllerService::ControllerPublishVolume(
 
 Status ControllerService::DoPublish(const ::csi::v1::ControllerPublishVolumeRequest& req,
                                     ::csi::v1::ControllerPublishVolumeResponse* resp) {
-  if (req.volume_id().empty()) return Err(StatusCode::INVALID_ARGUMENT, "volume_id is required");
-  if (req.node_id().empty()) return Err(StatusCode::INVALID_ARGUMENT, "node_id is required");
-  if (!req.has_volume_capability()) {
-    return Err(StatusCode::INVALID_ARGUMENT, "volume_capability is required");
-  }
-  if (std::string why = CheckCapability(req.volume_capability()); !why.empty()) {
-    return Err(StatusCode::INVALID_ARGUMENT, why);
-  }
+  if (req.volume_id().empty()) return Required("volume_id");
+  if (req.node_id().empty()) return Required("node_id");
+  if (!req.has_volume_capability()) return Required("volume_capability");
+  if (Status s = CheckCap(req.volume_capability()); !s.ok()) return s;
   VolumeLock lock(*this, req.volume_id());
   if (!lock.acquired()) {
-    return Err(StatusCode::ABORTED,
-               "an operation on volume " + req.volume_id() + " is in progress");
+    return Busy("volume", req.volume_id());
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto rec = GetVolume(req.volume_id());
@@ -413,7 +514,7 @@ Status ControllerService::ControllerUnpublishVolume(
     ::csi::v1::ControllerUnpublishVolumeResponse*) {
   auto call = metrics_.Begin("ControllerUnpublishVolume");
   if (request->volume_id().empty()) {
-    return call.Done(Err(StatusCode::INVALID_ARGUMENT, "volume_id is required"));
+    return call.Done(Required("volume_id"));
   }
   return call.Done(Guarded([&] { return DoUnpublish(request->volume_id(), request->node_id()); }));
 }
@@ -421,7 +522,7 @@ Status ControllerService::ControllerUnpublishVolume(
 Status ControllerService::DoUnpublish(const std::string& id, const std::string& node) {
   VolumeLock lock(*this, id);
   if (!lock.acquired()) {
-    return Err(StatusCode::ABORTED, "an operation on volume " + id + " is in progress");
+    return Busy("volume", id);
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto rec = GetVolume(id);
@@ -452,11 +553,9 @@ Status ControllerService::ValidateVolumeCapabilities(
   auto call = metrics_.Begin("ValidateVolumeCapabilities");
   return call.Done(Guarded([&]() -> Status {
     if (request->volume_id().empty()) {
-      return Err(StatusCode::INVALID_ARGUMENT, "volume_id is required");
+      return Required("volume_id");
     }
-    if (request->volume_capabilities().empty()) {
-      return Err(StatusCode::INVALID_ARGUMENT, "volume_capabilities are required");
-    }
+    if (request->volume_capabilities().empty()) return Required("volume_capabilities");
     auto rec = GetVolume(request->volume_id());
     if (!rec) return Err(StatusCode::NOT_FOUND, "volume " + request->volume_id() + " not found");
     for (const auto& cap : request->volume_capabilities()) {
@@ -570,7 +669,7 @@ Status ControllerService::ControllerGetCapabilities(
   using Rpc = ::csi::v1::ControllerServiceCapability::RPC;
   for (auto type : {Rpc::CREATE_DELETE_VOLUME, Rpc::PUBLISH_UNPUBLISH_VOLUME, Rpc::LIST_VOLUMES,
                     Rpc::GET_CAPACITY, Rpc::EXPAND_VOLUME, Rpc::LIST_VOLUMES_PUBLISHED_NODES,
-                    Rpc::PUBLISH_READONLY, Rpc::GET_VOLUME}) {
+                    Rpc::PUBLISH_READONLY, Rpc::GET_VOLUME, Rpc::CLONE_VOLUME}) {
     response->add_capabilities()->mutable_rpc()->set_type(type);
   }
   return call.Done(Status::OK);
@@ -582,7 +681,7 @@ Status ControllerService::ControllerGetVolume(grpc::ServerContext*,
   auto call = metrics_.Begin("ControllerGetVolume");
   return call.Done(Guarded([&]() -> Status {
     if (request->volume_id().empty()) {
-      return Err(StatusCode::INVALID_ARGUMENT, "volume_id is required");
+      return Required("volume_id");
     }
     auto rec = GetVolume(request->volume_id());
     if (!rec) return Err(StatusCode::NOT_FOUND, "volume " + request->volume_id() + " not found");
@@ -605,24 +704,17 @@ Status ControllerService::ControllerExpandVolume(
 
 Status ControllerService::DoExpand(const ::csi::v1::ControllerExpandVolumeRequest& req,
                                    ::csi::v1::ControllerExpandVolumeResponse* resp) {
-  if (req.volume_id().empty()) return Err(StatusCode::INVALID_ARGUMENT, "volume_id is required");
-  if (!req.has_capacity_range()) {
-    return Err(StatusCode::INVALID_ARGUMENT, "capacity_range is required");
-  }
+  if (req.volume_id().empty()) return Required("volume_id");
+  if (!req.has_capacity_range()) return Required("capacity_range");
+  if (Status s = CheckCapacityRange(req.capacity_range()); !s.ok()) return s;
   const int64_t required = req.capacity_range().required_bytes();
   const int64_t limit = req.capacity_range().limit_bytes();
-  if (required < 0 || limit < 0 || (limit > 0 && required > limit)) {
-    return Err(StatusCode::INVALID_ARGUMENT, "capacity_range is malformed");
-  }
   if (req.has_volume_capability()) {
-    if (std::string why = CheckCapability(req.volume_capability()); !why.empty()) {
-      return Err(StatusCode::INVALID_ARGUMENT, why);
-    }
+    if (Status s = CheckCap(req.volume_capability()); !s.ok()) return s;
   }
   VolumeLock lock(*this, req.volume_id());
   if (!lock.acquired()) {
-    return Err(StatusCode::ABORTED,
-               "an operation on volume " + req.volume_id() + " is in progress");
+    return Busy("volume", req.volume_id());
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto rec = GetVolume(req.volume_id());
@@ -653,6 +745,7 @@ Status ControllerService::DoExpand(const ::csi::v1::ControllerExpandVolumeReques
       continue;  // the reservation stays ours (keyed by volume id) and is found again
     }
     allocator_.Release(pool, rec->id);
+    PoolsChanged();
     resp->set_capacity_bytes(static_cast<int64_t>(target));
     // The node refreshes the device size (loop capacity / iSCSI rescan) and grows the filesystem.
     resp->set_node_expansion_required(true);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -27,6 +28,9 @@ struct ControllerOptions {
   std::string ns = "default";   // namespace of VIOSClusters, VIOSVolumes, allocation ConfigMaps
   std::string default_cluster;  // VIOSCluster when the StorageClass names none
   uint64_t default_size = 1ull << 30;  // CreateVolume without capacity_range
+  // pools_changed is called after an RPC changed what a pool has allocated (create, delete,
+  // expand): the pool metrics refresh soon. May be empty.
+  std::function<void()> pools_changed;
 };
 
 class ControllerService final : public ::csi::v1::Controller::Service {
@@ -77,7 +81,15 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   // missing.
   grpc::Status GetPool(const std::string& cluster, const std::string& pool, PoolSpec* out);
   void FillVolume(const VolumeRecord& rec, ::csi::v1::Volume* volume) const;
+  // CheckCloneSource reads the source of a clone into *source and checks it can be cloned into
+  // `pool` as a `volume_mode` volume (NOT_FOUND, INVALID_ARGUMENT, ABORTED otherwise).
+  grpc::Status CheckCloneSource(const std::string& source_id, const PoolSpec& pool,
+                                const std::string& volume_mode,
+                                std::optional<VolumeRecord>* source);
+  // FinishClone copies the source's bytes into rec's extents, then marks rec Available.
+  grpc::Status FinishClone(const PoolSpec& pool, const VolumeRecord& source, VolumeRecord* rec);
   bool NodeExists(const std::string& node);
+  void PoolsChanged();
 
   // VolumeLock marks one volume id busy for the lifetime of the guard.
   class VolumeLock {

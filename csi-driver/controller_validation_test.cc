@@ -16,6 +16,11 @@ class NoZeroer final : public ExtentZeroer {
     *error = "not in unit tests";
     return false;
   }
+  bool Copy(const PoolSpec&, const std::vector<pool::Extent>&, const std::vector<pool::Extent>&,
+            uint64_t, std::string* error) override {
+    *error = "not in unit tests";
+    return false;
+  }
 };
 
 kube::Config Unreachable() {
@@ -32,7 +37,7 @@ class ControllerValidationTest : public ::testing::Test {
       : client_(Unreachable(),
                 kube::RetryPolicy{1, std::chrono::milliseconds(1), std::chrono::milliseconds(1)}),
         metrics_(registry_),
-        service_(client_, zeroer_, ControllerOptions{"default", "local", 1 << 30}, metrics_) {}
+        service_(client_, zeroer_, ControllerOptions{"default", "local", 1 << 30, {}}, metrics_) {}
 
   static VolumeCapability MountCap(
       VolumeCapability::AccessMode::Mode mode = VolumeCapability::AccessMode::SINGLE_NODE_WRITER) {
@@ -96,7 +101,13 @@ TEST_F(ControllerValidationTest, CreateVolumeRejectsBadSizesParametersAndSources
   (*req.mutable_parameters())["transport"] = "nbd";
   EXPECT_EQ(Create(req), grpc::StatusCode::INVALID_ARGUMENT);
   req.clear_parameters();
+  // A clone of another volume is valid: it gets as far as the API server (unreachable here).
   req.mutable_volume_content_source()->mutable_volume()->set_volume_id("other");
+  EXPECT_EQ(Create(req), grpc::StatusCode::UNAVAILABLE);
+  // Snapshots are not supported; a clone needs its source's id.
+  req.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id("snap");
+  EXPECT_EQ(Create(req), grpc::StatusCode::INVALID_ARGUMENT);
+  req.mutable_volume_content_source()->mutable_volume()->clear_volume_id();
   EXPECT_EQ(Create(req), grpc::StatusCode::INVALID_ARGUMENT);
 }
 

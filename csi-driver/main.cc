@@ -27,6 +27,7 @@
 #include "csi-driver/controller_service.h"
 #include "csi-driver/identity_service.h"
 #include "csi-driver/node_service.h"
+#include "csi-driver/pool_metrics.h"
 #include "csi-driver/rpc_metrics.h"
 #include "csi-driver/zeroer.h"
 
@@ -147,6 +148,7 @@ int main(int argc, char** argv) {
   }
 
   vios::csi::BackendZeroer zeroer;
+  std::unique_ptr<vios::csi::PoolMetrics> pool_metrics;
   std::unique_ptr<vios::csi::ControllerService> controller;
   std::unique_ptr<vios::csi::NodeService> node;
   std::function<grpc::Status()> ready;
@@ -161,6 +163,13 @@ int main(int argc, char** argv) {
         return 2;
       }
       options.default_size = *bytes;
+    }
+    if (!options.default_cluster.empty()) {
+      pool_metrics =
+          std::make_unique<vios::csi::PoolMetrics>(registry, *client, ns, options.default_cluster);
+      pool_metrics->Start(std::chrono::seconds(30));
+      vios::csi::PoolMetrics* pm = pool_metrics.get();
+      options.pools_changed = [pm] { pm->Changed(); };
     }
     controller =
         std::make_unique<vios::csi::ControllerService>(*client, zeroer, options, rpc_metrics);

@@ -15,7 +15,8 @@ inline constexpr const char* kDriverName = "csi.vios.dev";
 // kIqnPrefix names the placeholder attachment IQNs the controller records at publish time.
 inline constexpr const char* kIqnPrefix = "iqn.2026-11.dev.vios";
 
-// Annotations on a VIOSVolume for what the CRD schema has no field for.
+// Annotations that carried spec.csiName/transport/fsType before the schema had those fields;
+// still read (volume_record.cc) so older VIOSVolumes keep working, no longer written.
 inline constexpr const char* kAnnotationCsiName = "vios.dev/csi-name";
 inline constexpr const char* kAnnotationTransport = "vios.dev/transport";
 inline constexpr const char* kAnnotationFsType = "vios.dev/fs-type";
@@ -41,7 +42,8 @@ std::string InitiatorName(std::string_view node_id, std::string_view port_name);
 std::string AllocationConfigMapName(std::string_view cluster, std::string_view pool);
 
 // AttachmentIqn is the virtualPortIQN recorded for a controller publish; read-only publishes
-// carry a ":ro" suffix (the VIOSVolume schema has no readOnly field on attachments).
+// carry a ":ro" suffix, so a read-only and a read-write publish to one node are two list entries
+// (the attachments list is keyed by node and IQN); status.attachments[].readOnly says it too.
 std::string AttachmentIqn(std::string_view volume_id, std::string_view node_id, bool read_only);
 
 // ListVolumes page tokens: "after:<volume id>". ParsePageToken returns nullopt for garbage.

@@ -60,11 +60,15 @@ std::optional<VolumeRecord> VolumeRecord::FromObject(const nlohmann::json& obj,
     r.object = obj;
     const auto& meta = obj.at("metadata");
     r.id = meta.at("name").get<std::string>();
-    auto annotations = meta.value("annotations", nlohmann::json::object());
-    r.csi_name = annotations.value(kAnnotationCsiName, r.id);
-    r.transport = annotations.value(kAnnotationTransport, "fuse");
-    r.fs_type = annotations.value(kAnnotationFsType, "");
     const auto& spec = obj.at("spec");
+    // spec.csiName/transport/fsType since the schema has them; volumes created before that carry
+    // them as annotations.
+    auto annotations = meta.value("annotations", nlohmann::json::object());
+    r.csi_name = spec.value("csiName", annotations.value(kAnnotationCsiName, r.id));
+    r.transport = spec.value("transport", annotations.value(kAnnotationTransport, "fuse"));
+    r.fs_type = spec.value("fsType", annotations.value(kAnnotationFsType, ""));
+    r.source_volume =
+        spec.value("contentSource", nlohmann::json::object()).value("volume", std::string());
     r.cluster = spec.value("cluster", "");
     r.pool = spec.value("pool", "");
     auto size = util::ParseByteQuantity(spec.value("size", ""));
@@ -89,7 +93,8 @@ std::optional<VolumeRecord> VolumeRecord::FromObject(const nlohmann::json& obj,
       Attachment at;
       at.node = a.value("node", "");
       at.iqn = a.value("virtualPortIQN", "");
-      at.read_only = at.iqn.size() > 3 && at.iqn.compare(at.iqn.size() - 3, 3, ":ro") == 0;
+      at.read_only = a.value("readOnly",
+                             at.iqn.size() > 3 && at.iqn.compare(at.iqn.size() - 3, 3, ":ro") == 0);
       at.transport = a.value("transport", "");
       at.attached_time = a.value("attachedTime", "");
       r.attachments.push_back(std::move(at));
@@ -103,22 +108,19 @@ std::optional<VolumeRecord> VolumeRecord::FromObject(const nlohmann::json& obj,
 
 nlohmann::json VolumeRecord::NewObject(const std::string& ns) const {
   nlohmann::json modes = access_modes;
-  nlohmann::json annotations = {{kAnnotationCsiName, csi_name}, {kAnnotationTransport, transport}};
-  if (!fs_type.empty()) annotations[kAnnotationFsType] = fs_type;
+  nlohmann::json spec = {{"cluster", cluster},           {"pool", pool},
+                         {"csiName", csi_name},          {"transport", transport},
+                         {"size", std::to_string(size)}, {"volumeMode", volume_mode},
+                         {"accessModes", modes},         {"extents", ExtentsToJson(extents)}};
+  if (!fs_type.empty()) spec["fsType"] = fs_type;
+  if (!source_volume.empty()) spec["contentSource"] = {{"volume", source_volume}};
   return {{"apiVersion", "vios.dev/v1alpha1"},
           {"kind", "VIOSVolume"},
           {"metadata",
            {{"name", id},
             {"namespace", ns},
-            {"labels", {{"vios.dev/cluster", cluster}, {"vios.dev/pool", pool}}},
-            {"annotations", annotations}}},
-          {"spec",
-           {{"cluster", cluster},
-            {"pool", pool},
-            {"size", std::to_string(size)},
-            {"volumeMode", volume_mode},
-            {"accessModes", modes},
-            {"extents", ExtentsToJson(extents)}}}};
+            {"labels", {{"vios.dev/cluster", cluster}, {"vios.dev/pool", pool}}}}},
+          {"spec", spec}};
 }
 
 nlohmann::json VolumeRecord::WithSpec() const {
@@ -132,7 +134,7 @@ nlohmann::json VolumeRecord::WithStatus() const {
   nlohmann::json obj = object;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& a : attachments) {
-    nlohmann::json item = {{"node", a.node}, {"virtualPortIQN", a.iqn}};
+    nlohmann::json item = {{"node", a.node}, {"virtualPortIQN", a.iqn}, {"readOnly", a.read_only}};
     if (!a.transport.empty()) item["transport"] = a.transport;
     if (!a.attached_time.empty()) item["attachedTime"] = a.attached_time;
     list.push_back(std::move(item));

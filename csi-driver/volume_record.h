@@ -1,6 +1,7 @@
 // VolumeRecord: the controller's and node plugin's view of one VIOSVolume object (DESIGN.md §3),
-// converted from and to the API server's JSON. The CRD has no field for the CSI name, the attach
-// transport or the filesystem type: those travel as annotations (names.h).
+// converted from and to the API server's JSON. The CSI name, attach transport and filesystem type
+// are spec fields (csiName, transport, fsType); objects written before the schema had them carry
+// them as annotations (names.h), which are still read.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,7 @@ struct VolumeRecord {
   std::vector<pool::Extent> extents;
   std::string transport = "fuse";
   std::string fs_type;
+  std::string source_volume;  // spec.contentSource.volume: the volume this one was cloned from
   std::string phase;
   std::vector<Attachment> attachments;
   nlohmann::json object;  // as read, for updates with its resourceVersion

@@ -77,7 +77,7 @@ class CsiProcess:
     """One vios-csi process (controller or node) on its own unix socket."""
 
     def __init__(self, workdir, mode, kubeconfig, namespace, cluster=None, node_id=None,
-                 agent_socket=None):
+                 agent_socket=None, extra_args=()):
         self.workdir = workdir
         self.mode = mode
         self.socket = os.path.join(workdir, "csi.sock")
@@ -89,7 +89,7 @@ class CsiProcess:
         if node_id:
             argv += ["--node-id", node_id, "--agent-socket", agent_socket,
                      "--state-dir", os.path.join(workdir, "state")]
-        self.argv = argv
+        self.argv = argv + list(extra_args)
         self.proc = None
 
     @property
@@ -268,3 +268,118 @@ class CsiEnv:
         if not busy:
             import shutil
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- Kubernetes-side components: kube-controller-manager (PV binder) and the CSI sidecars -------
+
+DRIVER = "csi.vios.dev"
+SIDECARS = ("csi-provisioner", "csi-attacher", "csi-resizer")
+
+
+class KubeProcess:
+    """One Go component (kube-controller-manager or a CSI sidecar) run from the tool cache with
+    the control plane's admin kubeconfig; its log goes to workdir/<tool>.log."""
+
+    def __init__(self, workdir, tool, args):
+        self.workdir = workdir
+        self.tool = tool
+        self.argv = [tool_path(tool), *args]
+        self.log_path = os.path.join(workdir, tool + ".log")
+        self.proc = None
+
+    def start(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(0.2)
+        if self.proc.poll() is not None:
+            raise RuntimeError("%s exited with %s:\n%s" % (self.tool, self.proc.returncode,
+                                                           self.log()[-3000:]))
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None:
+            procs.stop(self.proc)
+            self.proc = None
+
+
+def start_controller_manager(workdir, kubeconfig):
+    """kube-controller-manager with only the controllers a PVC needs without a kubelet: the PV
+    binder (annotates claims for external provisioners, binds the PVs they create, releases
+    them on delete) and the two protection controllers (they remove the in-use finalizers the
+    StorageObjectInUseProtection admission plugin adds)."""
+    return KubeProcess(workdir, "kube-controller-manager", [
+        "--kubeconfig=" + kubeconfig,
+        "--controllers=persistentvolume-binder-controller,persistentvolume-protection-controller,"
+        "persistentvolumeclaim-protection-controller",
+        "--leader-elect=false",
+        "--secure-port=0",
+        "--use-service-account-credentials=false",
+        # The binder re-syncs claims and volumes every 15 s by default; 1 s keeps tests short.
+        "--pvclaimbinder-sync-period=1s",
+        "--v=2",
+    ]).start()
+
+
+def start_sidecars(workdir, kubeconfig, csi_socket, names=SIDECARS):
+    """The kubernetes-csi sidecars against a vios-csi controller socket, leader election off
+    (one replica each)."""
+    common = ["--csi-address=" + csi_socket, "--kubeconfig=" + kubeconfig, "--timeout=120s",
+              "--v=4"]
+    extra = {
+        "csi-provisioner": ["--worker-threads=16", "--retry-interval-start=1s",
+                            "--retry-interval-max=10s"],
+        "csi-attacher": ["--worker-threads=8", "--retry-interval-start=1s",
+                         "--retry-interval-max=10s"],
+        "csi-resizer": ["--workers=4", "--retry-interval-start=1s", "--retry-interval-max=10s"],
+    }
+    return {n: KubeProcess(workdir, n, common + extra.get(n, [])).start() for n in names}
+
+
+def apply(cp, obj):
+    cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def create_storage_class(cp, name, parameters, expansion=True):
+    apply(cp, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+               "metadata": {"name": name}, "provisioner": DRIVER, "parameters": parameters,
+               "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+               "allowVolumeExpansion": expansion})
+
+
+def create_csi_node(cp, node):
+    """The CSINode object node-driver-registrar would write: the attacher maps a Node name to
+    the driver's node id through it."""
+    apply(cp, {"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+               "metadata": {"name": node},
+               "spec": {"drivers": [{"name": DRIVER, "nodeID": node}]}})
+
+
+def pvc_object(name, namespace, storage_class, size, mode="Filesystem"):
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+                     "volumeMode": mode, "resources": {"requests": {"storage": size}}}}
+
+
+def get_json(cp, *args):
+    return json.loads(cp.kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_for(what, fn, timeout=120.0, interval=0.25):
+    """Polls fn until it returns something truthy; TimeoutError names what."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
