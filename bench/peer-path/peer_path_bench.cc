@@ -7,7 +7,11 @@
 // Router with the local path Healthy; "peer" forces A's local path Lost so every request
 // crosses the peer channel. Closed loop, fixed queue depth, fixed duration per workload.
 //
-//   vios-peer-path-bench [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]
+// --san puts a private tgtd (our stand-in SAN) in front of the file: both agents then reach it
+// through their own IscsiBackend session (libiscsi), as in the e2e, and "local" is A's iSCSI
+// session while "peer" is A -> B (gRPC, mTLS) -> B's iSCSI session.
+//
+//   vios-peer-path-bench [--san] [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -22,7 +26,9 @@
 #include "common/events/event_bus.h"
 #include "common/log/log.h"
 #include "node-agent/backend/file_backend.h"
+#include "node-agent/backend/iscsi_backend.h"
 #include "node-agent/backend/memory_backend.h"
+#include "node-agent/backend/tgtd_fixture.h"
 #include "node-agent/peer/peer_client.h"
 #include "node-agent/peer/peer_server.h"
 #include "node-agent/peer/peer_test_pki.h"
@@ -135,22 +141,26 @@ int main(int argc, char** argv) {
   int seconds = 5;
   unsigned qd = 16;
   bool json = false;
+  bool san = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--file")
+    if (a == "--file") {
       file = next();
-    else if (a == "--size-mib")
+    } else if (a == "--size-mib") {
       size_mib = std::stoull(next());
-    else if (a == "--seconds")
+    } else if (a == "--seconds") {
       seconds = std::stoi(next());
-    else if (a == "--qd")
+    } else if (a == "--qd") {
       qd = static_cast<unsigned>(std::stoul(next()));
-    else if (a == "--json")
+    } else if (a == "--json") {
       json = true;
-    else {
+    } else if (a == "--san") {
+      san = true;
+    } else {
       std::fprintf(stderr,
-                   "usage: %s [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]\n",
+                   "usage: %s [--san] [--file PATH] [--size-mib N] [--seconds S] [--qd N] "
+                   "[--json]\n",
                    argv[0]);
       return 2;
     }
@@ -163,8 +173,25 @@ int main(int argc, char** argv) {
 
   std::string error;
   backend::FileBackendOptions fo{.path = file, .size_bytes = size_mib << 20, .create = true};
-  auto b_disk = backend::FileBackend::Open(fo, &error);
-  auto a_disk = backend::FileBackend::Open(fo, &error);
+  std::unique_ptr<backend::testing::Tgtd> tgtd;  // outlives both sessions
+  std::unique_ptr<backend::BlockDevice> b_disk = backend::FileBackend::Open(fo, &error);
+  std::unique_ptr<backend::BlockDevice> a_disk;
+  if (san && b_disk) {
+    b_disk.reset();  // the file was created at size; tgtd serves it
+    tgtd = std::make_unique<backend::testing::Tgtd>(20000 + ::getpid() % 20000);
+    const std::string iqn = "iqn.2026-11.dev.vios.bench:san";
+    if (!tgtd->Start() || !tgtd->AddTarget(1, iqn, file)) {
+      std::fprintf(stderr, "cannot start tgtd on %s\n", tgtd->portal().c_str());
+      return 1;
+    }
+    backend::IscsiBackendOptions io{.portal = tgtd->portal(), .target = iqn, .lun = 1};
+    io.initiator_name = "iqn.2026-11.dev.vios:node-a";
+    a_disk = backend::IscsiBackend::Open(io, &error);
+    io.initiator_name = "iqn.2026-11.dev.vios:node-b";
+    if (a_disk) b_disk = backend::IscsiBackend::Open(io, &error);
+  } else if (b_disk) {
+    a_disk = backend::FileBackend::Open(fo, &error);
+  }
   if (!a_disk || !b_disk) {
     std::fprintf(stderr, "cannot open %s: %s\n", file.c_str(), error.c_str());
     return 1;

@@ -62,6 +62,7 @@ Router::Router(std::string name, std::unique_ptr<backend::BlockDevice> local,
 
 Router::Router(std::string name, std::unique_ptr<backend::BlockDevice> local, RouterOptions options)
     : name_(std::move(name)), local_(std::move(local)), options_(std::move(options)) {
+  StoreTimes();
   auto path = std::make_shared<LocalPath>(local_.get(), options_.health);
   local_path_ = path.get();
   paths_.push_back(std::move(path));
@@ -99,9 +100,17 @@ Router::~Router() {
   local_path_->tracker().SetOnChange(nullptr);
 }
 
+void Router::StoreTimes() {
+  io_timeout_ns_.store(Ns(options_.io_timeout));
+  local_io_timeout_ns_.store(Ns(options_.local_io_timeout));
+  retry_interval_ns_.store(std::max<uint64_t>(1000000, Ns(options_.retry_interval)));
+}
+
 void Router::SetOptions(RouterOptions options) {
+  std::lock_guard<std::mutex> lock(options_mutex_);
   options.health = options_.health;
   options_ = std::move(options);
+  StoreTimes();
 }
 
 void Router::StartProber(ProberOptions options) {
@@ -227,7 +236,7 @@ void Router::Submit(backend::IoRequest* request) {
   ctx->inner.read_buffer = request->read_buffer;
   ctx->inner.write_buffer = request->write_buffer;
   ctx->inner.completion = ctx;
-  ctx->deadline_ns = NowNs() + Ns(options_.io_timeout);
+  ctx->deadline_ns = NowNs() + io_timeout_ns_.load(std::memory_order_relaxed);
   std::shared_ptr<Path> ref;
   Path* path = Choose(nullptr, &ref);
   if (path == nullptr) {
@@ -300,7 +309,7 @@ void Router::Finish(Context* ctx, int result) {
 }
 
 void Router::Hold(Context* ctx) {
-  ctx->next_try_ns = NowNs() + Ns(options_.retry_interval);
+  ctx->next_try_ns = NowNs() + retry_interval_ns_.load(std::memory_order_relaxed);
   ctx->held_next = nullptr;
   {
     std::lock_guard<std::mutex> lock(held_mutex_);
@@ -317,8 +326,13 @@ void Router::Hold(Context* ctx) {
 }
 
 void Router::Emit(const RouterEvent& event) {
-  if (options_.on_event) {
-    options_.on_event(event);
+  std::function<void(const RouterEvent&)> on_event;
+  {
+    std::lock_guard<std::mutex> lock(options_mutex_);
+    on_event = options_.on_event;
+  }
+  if (on_event) {
+    on_event(event);
   }
 }
 
@@ -380,7 +394,7 @@ Router::Stats Router::GetStats() const {
 }
 
 void Router::CheckLocalTimeouts(uint64_t now) {
-  const uint64_t limit = Ns(options_.local_io_timeout);
+  const uint64_t limit = local_io_timeout_ns_.load(std::memory_order_relaxed);
   unsigned expired = 0;
   {
     std::lock_guard<std::mutex> lock(pool_mutex_);
@@ -399,10 +413,15 @@ void Router::CheckLocalTimeouts(uint64_t now) {
   VIOS_LOG(kWarning, "local I/O timed out")
       .Field("backend", name_)
       .Field("requests", expired)
-      .Field("timeout_ms", options_.local_io_timeout.count());
+      .Field("timeout_ms", limit / 1000000);
   local_path_->tracker().OnIoTimeout();
-  if (options_.local_stalled) {
-    options_.local_stalled();
+  std::function<void()> stalled;
+  {
+    std::lock_guard<std::mutex> lock(options_mutex_);
+    stalled = options_.local_stalled;
+  }
+  if (stalled) {
+    stalled();
   }
 }
 
@@ -421,7 +440,7 @@ void Router::RunHeld(uint64_t now) {
       no_path_failures_.fetch_add(1, std::memory_order_relaxed);
       VIOS_LOG(kError, "no path to the backend within the I/O timeout")
           .Field("backend", name_)
-          .Field("timeout_ms", options_.io_timeout.count());
+          .Field("timeout_ms", io_timeout_ns_.load() / 1000000);
       Finish(ctx, -kNoPathErrno);
       continue;
     }
@@ -435,7 +454,7 @@ void Router::RunHeld(uint64_t now) {
       Dispatch(ctx, path, std::move(ref));
     } else {
       if (now >= ctx->next_try_ns) {
-        ctx->next_try_ns = now + Ns(options_.retry_interval);
+        ctx->next_try_ns = now + retry_interval_ns_.load(std::memory_order_relaxed);
       }
       ctx->held_next = nullptr;
       std::lock_guard<std::mutex> lock(held_mutex_);
@@ -465,9 +484,9 @@ void Router::Watchdog() {
       std::erase_if(retired_, [](const std::shared_ptr<Path>& p) { return p.use_count() == 1; });
     }
     lock.lock();
-    const auto tick = held_count_.load() != 0
-                          ? options_.retry_interval
-                          : std::max(std::chrono::milliseconds(1), options_.local_io_timeout / 5);
+    const auto tick = std::chrono::nanoseconds(
+        held_count_.load() != 0 ? retry_interval_ns_.load()
+                                : std::max<uint64_t>(1000000, local_io_timeout_ns_.load() / 5));
     watchdog_cv_.wait_for(lock, tick);
   }
 }

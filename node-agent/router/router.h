@@ -102,7 +102,7 @@ class Router final : public backend::BlockDevice {
     return "router:" + name_ + "(" + local_->Describe() + ")";
   }
 
-  // SetOptions replaces the options (before I/O starts; the health part only at construction).
+  // SetOptions replaces the options at any time (the health part only at construction).
   void SetOptions(RouterOptions options);
   // StartProber starts active probes of the local path (path_prober.h); from then on only
   // probes heal a Lost local path.
@@ -141,9 +141,13 @@ class Router final : public backend::BlockDevice {
   void CheckLocalTimeouts(uint64_t now);
   void RunHeld(uint64_t now);
 
+  void StoreTimes();
+
   const std::string name_;
   std::unique_ptr<backend::BlockDevice> local_;
-  RouterOptions options_;
+  std::mutex options_mutex_;
+  RouterOptions options_;  // guarded by options_mutex_ (times also in the atomics below)
+  std::atomic<uint64_t> io_timeout_ns_{0}, local_io_timeout_ns_{0}, retry_interval_ns_{0};
   LocalPath* local_path_ = nullptr;
 
   mutable std::shared_mutex paths_mutex_;
