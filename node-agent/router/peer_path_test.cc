@@ -279,6 +279,108 @@ TEST_F(PeerPathTest, KilledPeerMovesTheRequestToTheThirdAgentWithoutError) {
   EXPECT_GE(c.server->GetStats().io_served.at("node-a"), 10u);
 }
 
+// LoadLoop keeps `depth` verified writes+reads in flight through a device, recording the worst
+// latency and any error or mismatch, until stopped.
+class LoadLoop {
+ public:
+  LoadLoop(backend::BlockDevice* device, int depth) : device_(device) {
+    for (int i = 0; i < depth; ++i) {
+      threads_.emplace_back([this, i] { Run(i); });
+    }
+  }
+  ~LoadLoop() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  std::chrono::microseconds worst() const { return std::chrono::microseconds(worst_us_.load()); }
+  uint64_t errors() const { return errors_.load(); }
+  uint64_t ios() const { return ios_.load(); }
+
+ private:
+  void Run(int slot) {
+    std::vector<uint8_t> data(4096), back(4096);
+    for (uint32_t gen = 1; !stop_; ++gen) {
+      std::fill(data.begin(), data.end(), static_cast<uint8_t>(gen + slot));
+      const uint64_t offset = 4096u * slot;
+      const auto t0 = std::chrono::steady_clock::now();
+      int r = RunIo(*device_, IoOp::kWrite, offset, data);
+      if (r == 0) r = RunIo(*device_, IoOp::kRead, offset, back);
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+      int64_t prev = worst_us_.load();
+      while (us > prev && !worst_us_.compare_exchange_weak(prev, us)) {
+      }
+      if (r != 0 || back != data) ++errors_;
+      ++ios_;
+    }
+  }
+  backend::BlockDevice* device_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> worst_us_{0};
+  std::atomic<uint64_t> errors_{0}, ios_{0};
+  std::vector<std::thread> threads_;
+};
+
+// The failover stall with default settings: the local path fails (link down: errors) or stops
+// answering (silent drop: a backend that resets its session when the router reports the stall)
+// under verified load; no I/O fails or reads wrong data, and the worst write+read round trip
+// stays under a second. Then the path returns and the router fails back.
+TEST_F(PeerPathTest, FailoverUnderVerifiedLoadStallsUnderASecondAndFailsBack) {
+  backend::MemoryBackend shared(1 << 20);
+  PeerAgent b(*pki_, "node-b", &shared);
+  auto local = std::make_unique<testing::ControlledDevice>(1 << 20);
+  testing::ControlledDevice* dev = local.get();
+  // The local "session" and the peers reach the same LUN: the controlled device's disk.
+  PeerAgent c(*pki_, "node-c", &dev->disk());
+  Router router("p/b", std::move(local));
+  router.SetOptions({.local_stalled = [dev] { dev->Release(-ENOTCONN); }});  // session reset
+  router.StartProber();  // defaults: 1 s interval, 2 s timeout, Lost after 2, Healthy after 3
+  auto pc = Path(c, "node-c");
+  ASSERT_EQ(pc->CheckHealth(), PathHealth::kHealthy);
+  router.AddPath(std::move(pc));
+  (void)b;
+
+  for (auto mode :
+       {testing::ControlledDevice::Mode::kFail, testing::ControlledDevice::Mode::kHang}) {
+    LoadLoop load(&router, 8);
+    std::this_thread::sleep_for(200ms);
+    const uint64_t before = load.ios();
+    dev->Set(mode, -ENETUNREACH);
+    ASSERT_TRUE([&] {
+      const auto end = std::chrono::steady_clock::now() + 5s;
+      while (!router.Rerouting() && std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(1ms);
+      }
+      return router.Rerouting();
+    }());
+    std::this_thread::sleep_for(300ms);
+    dev->Set(testing::ControlledDevice::Mode::kPass);
+    dev->Release(-ENOTCONN);
+    const auto end = std::chrono::steady_clock::now() + 8s;  // 3 good probes at 1 s
+    while (router.Rerouting() && std::chrono::steady_clock::now() < end) {
+      std::this_thread::sleep_for(5ms);
+    }
+    EXPECT_FALSE(router.Rerouting()) << "no failback";
+    std::this_thread::sleep_for(100ms);
+    load.Stop();
+    EXPECT_EQ(load.errors(), 0u);
+    EXPECT_GT(load.ios(), before);
+    EXPECT_LT(load.worst(), 1s) << "worst stall " << load.worst().count() << " us";
+    std::printf("[ MEASURED ] failover (%s): worst write+read %lld us over %llu I/O\n",
+                mode == testing::ControlledDevice::Mode::kFail ? "errors" : "hang",
+                static_cast<long long>(load.worst().count()),
+                static_cast<unsigned long long>(load.ios()));
+  }
+  const Router::Stats st = router.GetStats();
+  EXPECT_EQ(st.reroutes_io_error, 1u);
+  EXPECT_EQ(st.reroutes_io_timeout, 1u);
+  EXPECT_GT(st.local_timeouts, 0u);
+}
+
 TEST_F(PeerPathTest, ApplyReservationIsCarriedToTheApplier) {
   backend::MemoryBackend disk(1 << 20);
   PeerAgent plain(*pki_, "node-b", &disk);
