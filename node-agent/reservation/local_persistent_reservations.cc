@@ -4,6 +4,9 @@
 #include "node-agent/reservation/local_persistent_reservations.h"
 
 #include <algorithm>
+#include <chrono>
+#include <random>
+#include <thread>
 
 #include "common/log/log.h"
 #include "node-agent/scsi/scsi_wire.h"
@@ -11,7 +14,18 @@
 namespace vios::reservation {
 namespace {
 
-constexpr int kMaxCasAttempts = 8;
+// CAS attempts per command. An agent that just lost a race must reload before it retries while
+// the winner can write again at once, so a busy peer can beat it many times in a row: the
+// randomized backoff below breaks that pattern, the bound turns a livelock into a retryable error.
+constexpr int kMaxCasAttempts = 32;
+
+// ConflictBackoff: 0..min(2^attempt, 64) ms, random, before reloading after a lost race.
+void ConflictBackoff(int attempt) {
+  thread_local std::minstd_rand rng(std::random_device{}());
+  const int cap_ms = 1 << std::min(attempt, 6);
+  std::uniform_int_distribution<int> us(0, cap_ms * 1000);
+  std::this_thread::sleep_for(std::chrono::microseconds(us(rng)));
+}
 
 bool IsRegistrationsPreempted(const PrUnitAttention& ua) {
   return ua.asc.asc == kAscRegistrationsPreempted.asc &&
@@ -115,6 +129,7 @@ bool LocalPersistentReservations::Commit(const Compute& compute, uint64_t expect
       case CasResult::kConflict: {
         // Someone else wrote: recompute the command against what is stored now.
         counters_.store_conflicts.fetch_add(1, std::memory_order_relaxed);
+        ConflictBackoff(attempt);
         StoredPrState stored;
         asked = Clock::now();
         if (!store_->Load(&stored, &error)) {
@@ -135,6 +150,8 @@ bool LocalPersistentReservations::Commit(const Compute& compute, uint64_t expect
     }
   }
   counters_.store_errors.fetch_add(1, std::memory_order_relaxed);
+  VIOS_LOG(kError, "reservation state write lost every race; answering a retryable error")
+      .Field("attempts", kMaxCasAttempts);
   return false;
 }
 

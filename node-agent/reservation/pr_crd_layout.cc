@@ -134,7 +134,9 @@ std::optional<PrState> PrStateFromCrdJson(const json& j, std::string* error) {
     return std::nullopt;
   }
   if (j.contains("generation")) {
-    if (!j["generation"].is_number_unsigned() || j["generation"].get<uint64_t>() > 0xFFFFFFFFu) {
+    // Signed or unsigned JSON integer (parsers differ), 0..2^32-1.
+    if (!j["generation"].is_number_integer() || j["generation"].get<int64_t>() < 0 ||
+        j["generation"].get<int64_t>() > 0xFFFFFFFFll) {
       *error = "generation must be 0..4294967295";
       return std::nullopt;
     }
