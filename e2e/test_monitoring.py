@@ -27,13 +27,16 @@ RULES = os.path.join(CHART, "files", "vios-alerts.rules.yaml")
 RULE_TESTS = os.path.join(CHART, "tests", "vios-alerts.test.yaml")
 DASHBOARD = os.path.join(CHART, "files", "vios-dashboard.json")
 
-# Metrics whose exporters are being added in this session (DESIGN.md §9: path health, rerouting,
-# peer I/O, reservations, pool capacity). A query on them parses and evaluates, but may have no
-# series yet; every other vios_* metric in a query must have series in the running system.
+# Metrics that may have no series in this one-agent system (a query on them must still parse and
+# evaluate): the peer channel's (series exist per peer; this agent has none), and those whose
+# exporters landed in this session and are absent from older builds (path health, rerouting,
+# reservations, pool capacity). Every other vios_* metric in a query must have series here.
 PENDING_METRICS = {
     "vios_path_health", "vios_rerouted", "vios_reroutes_total", "vios_peer_io_operations_total",
-    "vios_peer_io_latency_seconds_bucket", "vios_pr_operations_total", "vios_pr_conflicts_total",
-    "vios_pr_preemptions_total", "vios_pool_capacity_bytes", "vios_pool_allocated_bytes",
+    "vios_peer_io_latency_seconds_bucket", "vios_peer_io_bytes_total", "vios_path_probes_total",
+    "vios_pr_operations_total", "vios_pr_conflicts_total", "vios_pr_preemptions_total",
+    "vios_pr_store_errors_total", "vios_pr_notify_latency_seconds_bucket",
+    "vios_pool_capacity_bytes", "vios_pool_allocated_bytes",
 }
 # Queries that are empty in a healthy system by design, with data in the metrics they read:
 # - vios_operator_reconcile_errors_total: a counter child exists only after a first error;
