@@ -3,7 +3,7 @@
 // kube-apiserver + etcd (common/testing ControlPlane) with simulated agents (the registration
 // protocol of operator/simulated_agent.h, the same as vios-agent's).
 //
-//   VIOS_SOURCE_DIR=. vios-operator-bench --operator=build/operator/vios-operator \
+//   VIOS_SOURCE_DIR=. vios-operator-bench --operator=build/operator/vios-operator
 //       [--members=100] [--volumes=1000] [--spec-changes=20]
 //
 // Prints one table (markdown) of the figures; bench/operator/README.md has a recorded run.
@@ -15,6 +15,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -79,16 +81,17 @@ std::pair<long, long> ProcessMemory(pid_t pid) {
 }
 
 json Cluster(int image_tag) {
-  return {{"apiVersion", "vios.dev/v1alpha1"},
-          {"kind", "VIOSCluster"},
-          {"metadata", {{"name", kCluster}, {"namespace", kNs}}},
-          {"spec",
-           {{"agents", {{"image", "vios/agent:bench-" + std::to_string(image_tag)}}},
-            {"pools",
-             {{{"name", "default"},
-               {"extentSize", "64Mi"},
-               {"backends", {{{"name", "file0"}, {"file", {{"path", "/vios/pool0.img"},
-                                                          {"size", "2Ti"}}}}}}}}}}}};
+  return {
+      {"apiVersion", "vios.dev/v1alpha1"},
+      {"kind", "VIOSCluster"},
+      {"metadata", {{"name", kCluster}, {"namespace", kNs}}},
+      {"spec",
+       {{"agents", {{"image", "vios/agent:bench-" + std::to_string(image_tag)}}},
+        {"pools",
+         {{{"name", "default"},
+           {"extentSize", "64Mi"},
+           {"backends",
+            {{{"name", "file0"}, {"file", {{"path", "/vios/pool0.img"}, {"size", "2Ti"}}}}}}}}}}}};
 }
 
 json Volume(int i) {
@@ -101,7 +104,7 @@ json Volume(int i) {
             {"pool", "default"},
             {"size", "1Gi"},
             {"accessModes", {"ReadWriteOnce"}},
-            {"extents", {{{"backend", "file0"}, {"offset", i * gib}, {"length", gib}}}}}}}};
+            {"extents", {{{"backend", "file0"}, {"offset", i * gib}, {"length", gib}}}}}}};
 }
 
 }  // namespace
@@ -114,10 +117,14 @@ int main(int argc, char** argv) {
     auto value = [&](const char* flag) -> const char* {
       return arg.rfind(flag, 0) == 0 ? arg.c_str() + std::strlen(flag) : nullptr;
     };
-    if (auto v = value("--operator=")) operator_binary = v;
-    else if (auto m = value("--members=")) members = std::atoi(m);
-    else if (auto n = value("--volumes=")) volumes = std::atoi(n);
-    else if (auto s = value("--spec-changes=")) spec_changes = std::atoi(s);
+    if (auto v = value("--operator="))
+      operator_binary = v;
+    else if (auto m = value("--members="))
+      members = std::atoi(m);
+    else if (auto n = value("--volumes="))
+      volumes = std::atoi(n);
+    else if (auto s = value("--spec-changes="))
+      spec_changes = std::atoi(s);
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;
@@ -139,11 +146,13 @@ int main(int argc, char** argv) {
   if (pid == 0) {
     if (!std::freopen(log.c_str(), "w", stderr)) _exit(126);
     execl(operator_binary.c_str(), operator_binary.c_str(),
-          ("--kubeconfig=" + cp->KubeconfigPath()).c_str(), "--namespace=bench",
-          "--identity=bench", "--metrics-address=", nullptr);
+          ("--kubeconfig=" + cp->KubeconfigPath()).c_str(), "--namespace=bench", "--identity=bench",
+          "--metrics-address=", nullptr);
     _exit(127);
   }
-  auto status = [&] { return client.Get(res::kVIOSClusters, kNs, kCluster).value("status", json::object()); };
+  auto status = [&] {
+    return client.Get(res::kVIOSClusters, kNs, kCluster).value("status", json::object());
+  };
   WaitFor([&] { return status().contains("observedGeneration"); }, 60);
 
   // 1. N agents join at once: from the first registration to membersUp == N.

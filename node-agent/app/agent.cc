@@ -118,10 +118,54 @@ bool Agent::AddBackendLocked(const PoolConfig& pool_config, const BackendConfig&
       .Field("backend", b.name)
       .Field("device", device->Describe())
       .Field("bytes", device->SizeBytes());
+  auto* iscsi = dynamic_cast<backend::IscsiBackend*>(device.get());
   if (!pool->AddBackend(b.name, std::move(device), error)) return false;
   router::Router* router = pool->Backend(b.name);
   collector_->AddIo("backend", b.name, &router->Paths().front()->counters(), nullptr);
+  // Path health (DESIGN.md §6): active probes of the local path, transitions on the bus; a SAN
+  // session whose I/O stalls is reset so its commands retry on a peer at once.
+  router::RouterOptions options;
+  options.on_event = [this](const router::RouterEvent& e) { PublishRouterEvent(e); };
+  if (iscsi != nullptr) {
+    options.local_stalled = [iscsi] { iscsi->ResetSession("local I/O outlived its timeout"); };
+  }
+  router->SetOptions(std::move(options));
+  router->StartProber();
+  router_metrics_->AddRouter(pool_config.name, b.name, router);
+  std::unique_lock routers_lock(routers_mu_);
+  routers_[{pool_config.name, b.name}] = router;
   return true;
+}
+
+router::Router* Agent::FindRouter(const std::string& pool, const std::string& backend) const {
+  std::shared_lock lock(routers_mu_);
+  auto it = routers_.find({pool, backend});
+  return it == routers_.end() ? nullptr : it->second;
+}
+
+void Agent::PublishRouterEvent(const router::RouterEvent& e) {
+  events::Message m;
+  m.source = config_.node_name;
+  m.subject = "backend/" + e.router;
+  m.attributes = {{"path", e.path}, {"reason", e.reason}};
+  switch (e.kind) {
+    case router::RouterEvent::Kind::kRerouteStarted:
+      m.type = events::MessageType::kRerouteStarted;
+      m.text = "local path lost: I/O goes through peers";
+      break;
+    case router::RouterEvent::Kind::kRerouteEnded:
+      m.type = events::MessageType::kRerouteEnded;
+      m.text = "local path back: failed back";
+      break;
+    case router::RouterEvent::Kind::kPathHealth:
+      m.type = e.to == router::PathHealth::kLost       ? events::MessageType::kPathLost
+               : e.to == router::PathHealth::kDegraded ? events::MessageType::kPathDegraded
+                                                       : events::MessageType::kPathRestored;
+      m.text = std::string("path ") + e.path + " " + router::PathHealthName(e.from) + " -> " +
+               router::PathHealthName(e.to);
+      break;
+  }
+  bus_->Publish(std::move(m));
 }
 
 void Agent::OpenBackends() {
@@ -496,7 +540,8 @@ AgentInfo Agent::Info() {
     for (const std::string& backend : pool->BackendNames()) {
       router::Router* router = pool->Backend(backend);
       router::Path* path = router->Paths().front();
-      info.paths.push_back(PathInfo{name, backend, router::PathHealthName(path->Health()), ""});
+      info.paths.push_back(PathInfo{name, backend, router::PathHealthName(path->Health()),
+                                    router->Rerouting() ? "rerouting through peers" : ""});
     }
   }
   // Backends of the cluster's pools that could not be opened yet: Lost, with the reason.
@@ -540,6 +585,7 @@ void Agent::Start() {
       throw AgentError("cannot serve metrics on " + config_.metrics_listen + ": " + error);
     exposer_->Expose(registry_);
     exposer_->ExposeCollectable(collector_);
+    exposer_->ExposeCollectable(router_metrics_);
     VIOS_LOG(kInfo, "metrics listening").Field("port", exposer_->port());
   }
   if (!config_.api_socket.empty()) {
@@ -579,6 +625,11 @@ void Agent::Stop() {
   exposer_.reset();
   ports_.clear();
   volumes_.clear();
+  {
+    std::unique_lock routers_lock(routers_mu_);
+    for (const auto& [key, router] : routers_) router_metrics_->RemoveRouter(key.first, key.second);
+    routers_.clear();
+  }
   pools_.clear();
 }
 

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -34,6 +35,8 @@
 #include "node-agent/peer/peer_server.h"
 #include "node-agent/pool/pool.h"
 #include "node-agent/pool/volume.h"
+#include "node-agent/router/router.h"
+#include "node-agent/router/router_metrics.h"
 #include "node-agent/scsi/logical_unit.h"
 #include "node-agent/scsi/scsi_device.h"
 
@@ -126,6 +129,12 @@ class Agent final : public PortManager {
   // starts the peer channel with it (a restart without the API server uses the saved files).
   void EnsurePeerServer();
   void ReportStatus();
+  // SyncPeerPaths gives every backend's router one PeerPath per peer member (one mutual-TLS
+  // channel per peer), and removes the paths of members that left.
+  void SyncPeerPaths();
+  // PublishRouterEvent turns a router's path transitions into bus messages (DESIGN.md §5).
+  void PublishRouterEvent(const router::RouterEvent& event);
+  router::Router* FindRouter(const std::string& pool, const std::string& backend) const;
   // Saved ports (port_store.h): SavePortsLocked writes the API-made ports; RestorePorts creates
   // the saved ones whose pool is open (the others wait for their pool).
   void SavePortsLocked();
@@ -135,6 +144,8 @@ class Agent final : public PortManager {
   AgentConfig config_;
   metrics::Registry registry_;
   std::shared_ptr<DataPathCollector> collector_ = std::make_shared<DataPathCollector>();
+  std::shared_ptr<router::RouterMetrics> router_metrics_ =
+      std::make_shared<router::RouterMetrics>();
   std::unique_ptr<metrics::Exposer> exposer_;
   std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // By pool name.
   iscsi::TargetRegistry targets_;
@@ -142,13 +153,23 @@ class Agent final : public PortManager {
   std::unique_ptr<AgentService> api_service_;
   std::unique_ptr<AgentApiServer> api_server_;
 
-  // Cluster membership (optional): the bus its messages arrive on, the member, the peer channel,
-  // the cluster loop.
-  std::unique_ptr<events::EventBus> bus_;
+  // Every backend's router, for the peer server's ExecuteIo and peer paths. Routers live as long
+  // as their pool (until Stop).
+  mutable std::shared_mutex routers_mu_;
+  std::map<std::pair<std::string, std::string>, router::Router*> routers_;
+
+  // The event bus: path transitions always; cluster messages in cluster mode.
+  std::unique_ptr<events::EventBus> bus_ = std::make_unique<events::EventBus>(1);
+  // Cluster membership (optional): the member, the peer channel, the cluster loop.
   std::unique_ptr<cluster::ClusterAgent> cluster_;
   std::unique_ptr<kube::Client> kube_;  // Reads this member's peer certificate Secret.
   std::unique_ptr<peer::PeerServer> peer_server_;
   std::string peer_tls_fingerprint_;  // What the running peer server was started with.
+  struct PeerLink {
+    std::string address;
+    std::shared_ptr<grpc::Channel> channel;
+  };
+  std::map<std::string, PeerLink> peer_links_;  // By member; the cluster thread only.
   std::chrono::steady_clock::time_point next_credentials_check_{};
   std::thread cluster_thread_;
   std::mutex cluster_mu_;

@@ -7,12 +7,15 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <set>
 
 #include "common/log/log.h"
 #include "common/util/atomic_file.h"
 #include "common/util/base64.h"
 #include "node-agent/app/agent.h"
 #include "node-agent/app/port_store.h"
+#include "node-agent/peer/peer_client.h"
+#include "node-agent/router/peer_path.h"
 #include "node-agent/router/router.h"
 
 namespace vios::agent {
@@ -51,7 +54,6 @@ void Agent::JoinCluster() {
   kube::RetryPolicy retry;
   retry.max_attempts = 1;  // The cluster loop retries on its own schedule.
   kube_ = std::make_unique<kube::Client>(kube_config, retry);
-  bus_ = std::make_unique<events::EventBus>(1);
   bus_->RegisterListenerForAll("log", [](const events::Message& message) {
     VIOS_LOG(kInfo, "cluster message")
         .Field("type", events::MessageTypeName(message.type))
@@ -99,7 +101,15 @@ void Agent::LeaveCluster() {
   peer_server_.reset();
   if (cluster_) cluster_->Stop();
   cluster_.reset();
-  bus_.reset();
+  {
+    std::shared_lock lock(routers_mu_);
+    for (const auto& [key, router] : routers_) {
+      for (router::Path* path : router->Paths()) {
+        if (path != router->Paths().front()) router->RemovePath(path->Name());
+      }
+    }
+  }
+  peer_links_.clear();
   kube_.reset();
 }
 
@@ -116,6 +126,7 @@ void Agent::ClusterLoop() {
     if (changed || retry_backends) ApplyClusterPools();
     RestorePorts();
     EnsurePeerServer();
+    SyncPeerPaths();
     ReportStatus();
     lock.lock();
     cluster_cv_.wait_for(lock, kLoopInterval, [this] { return cluster_stop_ || config_changed_; });
@@ -244,12 +255,21 @@ void Agent::EnsurePeerServer() {
   options.member = config_.node_name;
   options.version = VIOS_VERSION;
   options.tls = peer::PeerTls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};
+  // A peer asks whether this agent reaches a backend ITSELF (its local path), and has I/O run
+  // on the local device only: forwarding a peer's request again could loop.
   options.backends = [this] {
     std::vector<peer::BackendReachability> out;
-    for (const PathInfo& p : Info().paths) {
-      out.push_back(peer::BackendReachability{p.pool, p.backend, p.state != "Lost"});
+    std::shared_lock lock(routers_mu_);
+    for (const auto& [key, router] : routers_) {
+      out.push_back(peer::BackendReachability{
+          key.first, key.second, router->local_path()->Health() != router::PathHealth::kLost});
     }
     return out;
+  };
+  options.local_devices = [this](const std::string& pool,
+                                 const std::string& backend) -> backend::BlockDevice* {
+    router::Router* router = FindRouter(pool, backend);
+    return router != nullptr ? router->local_backend() : nullptr;
   };
   auto server = std::make_unique<peer::PeerServer>(std::move(options), *bus_);
   try {
@@ -262,10 +282,74 @@ void Agent::EnsurePeerServer() {
     return;
   }
   peer_tls_fingerprint_ = Sha256Hex(cert).substr(0, 16);
+  peer::PeerServer* raw = server.get();
+  router_metrics_->SetServedSource([raw] { return raw->GetStats().io_served; });
   peer_server_ = std::move(server);
   VIOS_LOG(kInfo, "peer channel listening")
       .Field("address", m.peer_listen)
       .Field("certificate_sha256", peer_tls_fingerprint_);
+}
+
+void Agent::SyncPeerPaths() {
+  if (!peer_server_) return;  // No certificate yet: no channel to peers either.
+  const std::string dir = config_.state_dir + "/peer";
+  const peer::PeerTls tls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};
+  cluster::ClusterView view = cluster_->Snapshot();
+  std::map<std::string, std::string> wanted;  // member -> peer address
+  for (const auto& [name, peer] : view.peers) {
+    if (!peer.peer_address.empty() && peer.state != "Leaving") wanted[name] = peer.peer_address;
+  }
+  for (auto it = peer_links_.begin(); it != peer_links_.end();) {
+    auto w = wanted.find(it->first);
+    it = (w == wanted.end() || w->second != it->second.address) ? peer_links_.erase(it)
+                                                                : std::next(it);
+  }
+  for (const auto& [name, address] : wanted) {
+    if (peer_links_.count(name)) continue;
+    try {
+      peer_links_[name] = PeerLink{address, peer::MakePeerChannel(address, name, tls)};
+    } catch (const std::exception& e) {
+      VIOS_LOG(kWarning, "cannot open the peer channel")
+          .Field("peer", name)
+          .Field("error", e.what());
+    }
+  }
+  std::shared_lock lock(routers_mu_);
+  for (const auto& [key, router] : routers_) {
+    std::set<std::string> present;
+    for (router::Path* path : router->Paths()) {
+      if (path == router->Paths().front()) continue;
+      const std::string member = path->Name().substr(5);  // "peer:<member>"
+      auto link = peer_links_.find(member);
+      if (link == peer_links_.end()) {
+        router->RemovePath(path->Name());
+        VIOS_LOG(kInfo, "peer path removed").Field("backend", router->name()).Field("peer", member);
+      } else {
+        present.insert(member);
+      }
+    }
+    for (const auto& [member, link] : peer_links_) {
+      if (present.count(member)) continue;
+      router::PeerPathOptions options;
+      options.pool = key.first;
+      options.backend = key.second;
+      options.peer = member;
+      options.self = config_.node_name;
+      options.size_bytes = router->SizeBytes();
+      options.block_size = router->BlockSize();
+      options.on_change = [this, backend = router->name(), member](router::PathHealth from,
+                                                                   router::PathHealth to,
+                                                                   const std::string& reason) {
+        PublishRouterEvent(router::RouterEvent{router::RouterEvent::Kind::kPathHealth, backend,
+                                               "peer:" + member, from, to, reason});
+      };
+      auto path = std::make_unique<router::PeerPath>(link.channel, options);
+      path->Start();
+      if (router->AddPath(std::move(path))) {
+        VIOS_LOG(kInfo, "peer path added").Field("backend", router->name()).Field("peer", member);
+      }
+    }
+  }
 }
 
 void Agent::ReportStatus() {

@@ -154,6 +154,14 @@ void IscsiBackend::Run() {
         DropContext("session failed", iscsi_get_error(iscsi_));
       }
     }
+    if (reset_requested_.exchange(false) && iscsi_ != nullptr) {
+      std::string why;
+      {
+        std::lock_guard<std::mutex> lock(reset_mutex_);
+        why = reset_reason_;
+      }
+      DropContext("session reset", why);
+    }
     if (drop_ && iscsi_ != nullptr) {
       drop_ = false;
       iscsi_context* dead = iscsi_;
@@ -203,6 +211,15 @@ void IscsiBackend::StartConnect() {
                                &IscsiBackend::ConnectCallback, this) != 0) {
     DropContext("connect failed", iscsi_get_error(iscsi_));
   }
+}
+
+void IscsiBackend::ResetSession(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(reset_mutex_);
+    reset_reason_ = why;
+  }
+  reset_requested_.store(true);
+  Wake();
 }
 
 void IscsiBackend::DropContext(const char* why, const std::string& detail) {

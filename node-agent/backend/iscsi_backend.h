@@ -68,6 +68,10 @@ class IscsiBackend final : public BlockDevice {
   bool Connected() const { return connected_.load(); }
   // Number of successful logins (1 after Open; more after re-logins).
   uint64_t logins() const { return logins_.load(); }
+  // ResetSession drops the session from any thread: commands in flight complete with -ENOTCONN
+  // (so a router retries them on a peer at once) and the session logs in again after backoff.
+  // For a stalled SAN, where waiting for the command timeout would hang the initiator.
+  void ResetSession(const std::string& why);
 
   struct Op;  // One request in flight on the session thread (iscsi_backend.cc).
 
@@ -94,6 +98,9 @@ class IscsiBackend final : public BlockDevice {
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> logins_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> reset_requested_{false};
+  std::mutex reset_mutex_;
+  std::string reset_reason_;  // Guarded by reset_mutex_.
   int event_fd_ = -1;
 
   // Submission queue (any thread -> session thread).
