@@ -14,6 +14,7 @@ using testing::Out;
 using testing::ProutCdb;
 using testing::ProutParams;
 using A = ProutAction;
+namespace wire = scsi::wire;
 
 constexpr uint8_t kAllTypes[] = {1, 3, 5, 6, 7, 8};
 
@@ -356,13 +357,73 @@ TEST_F(ProutTest, UnknownTypeOrScopeIsInvalidFieldInCdb) {
   EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidFieldInCdb));
 }
 
-TEST_F(ProutTest, SpecIptIsRejectedAllTgPtAccepted) {
-  const auto cdb = ProutCdb(A::kRegister, 0, 24);
-  PrResult r = PersistentReserveOut(state_, n1_, cdb, ProutParams(0, 0x11, false, 0x08));
+// SpecIptParams: a REGISTER parameter list with SPEC_I_PT and TransportIDs of the given ports.
+std::vector<uint8_t> SpecIptParams(uint64_t sa_key, const std::vector<scsi::Nexus>& nexuses) {
+  std::vector<uint8_t> p = ProutParams(0, sa_key, false, 0x08);
+  std::vector<uint8_t> tids;
+  for (const scsi::Nexus& n : nexuses) {
+    const std::vector<uint8_t> tid = EncodeIscsiTransportId(PrPort::FromNexus(n));
+    tids.insert(tids.end(), tid.begin(), tid.end());
+  }
+  p.resize(28);
+  wire::Store32(&p[24], static_cast<uint32_t>(tids.size()));
+  p.insert(p.end(), tids.begin(), tids.end());
+  return p;
+}
+
+TEST_F(ProutTest, SpecIptRegistersTheSpecifiedPortsAllOrNothing) {
+  std::vector<uint8_t> p = SpecIptParams(0x77, {n2_, n3_, n2_, n1_});
+  auto cdb = ProutCdb(A::kRegister, 0, static_cast<uint32_t>(p.size()));
+  PrResult r = PersistentReserveOut(state_, n1_, cdb, p);
+  ASSERT_TRUE(r.good());
+  ASSERT_EQ(r.state.registrations.size(), 3u) << "self and duplicates once";
+  for (const auto& n : {n1_, n2_, n3_}) {
+    ASSERT_NE(r.state.Find(n), nullptr);
+    EXPECT_EQ(r.state.Find(n)->key, 0x77u);
+  }
+  EXPECT_EQ(r.state.generation, 1u);
+
+  // A specified port that is already registered fails the whole command.
+  state_ = Out(state_, n3_, A::kRegister, 0, 0x33).state;
+  p = SpecIptParams(0x77, {n2_, n3_});
+  cdb = ProutCdb(A::kRegister, 0, static_cast<uint32_t>(p.size()));
+  r = PersistentReserveOut(state_, n1_, cdb, p);
+  EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidFieldInParameterList));
+  EXPECT_EQ(r.state, state_);
+
+  // SPEC_I_PT from a registered nexus, or with another service action: invalid field.
+  p = SpecIptParams(0x34, {n2_});
+  wire::Store64(&p[0], 0x33);  // n3's own key: the key check passes, SPEC_I_PT does not.
+  cdb = ProutCdb(A::kRegister, 0, static_cast<uint32_t>(p.size()));
+  r = PersistentReserveOut(state_, n3_, cdb, p);
+  EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidFieldInParameterList));
+  EXPECT_EQ(r.sense->byte, 20);
+  wire::Store64(&p[0], 0);
+  cdb = ProutCdb(A::kRegisterAndIgnoreExistingKey, 0, static_cast<uint32_t>(p.size()));
+  r = PersistentReserveOut(state_, n1_, cdb, p);
   EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidFieldInParameterList));
   EXPECT_EQ(r.sense->byte, 20);
   EXPECT_EQ(r.sense->bit, 3);
-  r = PersistentReserveOut(state_, n1_, cdb, ProutParams(0, 0x11, false, 0x04));
+
+  // Lengths: the TransportID length must match the parameter list; garbage TransportIDs fail.
+  p = SpecIptParams(0x77, {n2_});
+  cdb = ProutCdb(A::kRegister, 0, static_cast<uint32_t>(p.size() - 1));
+  r = PersistentReserveOut(state_, n1_, cdb, p);
+  EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscParameterListLengthError));
+  cdb = ProutCdb(A::kRegister, 0, 24);
+  r = PersistentReserveOut(state_, n1_, cdb, ProutParams(0, 0x11, false, 0x08));
+  EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscParameterListLengthError));
+  p = SpecIptParams(0x77, {n2_});
+  p[28] = 0x01;  // FORMAT CODE 00b, PROTOCOL IDENTIFIER 1: not an iSCSI port TransportID.
+  cdb = ProutCdb(A::kRegister, 0, static_cast<uint32_t>(p.size()));
+  r = PersistentReserveOut(state_, n1_, cdb, p);
+  EXPECT_TRUE(HasSense(r, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidFieldInParameterList));
+  EXPECT_EQ(r.state, state_);
+}
+
+TEST_F(ProutTest, AllTgPtAccepted) {
+  const auto cdb = ProutCdb(A::kRegister, 0, 24);
+  PrResult r = PersistentReserveOut(state_, n1_, cdb, ProutParams(0, 0x11, false, 0x04));
   EXPECT_TRUE(r.good());
 }
 

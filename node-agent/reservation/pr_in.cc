@@ -59,9 +59,10 @@ std::vector<uint8_t> ReadReservation(const PrState& s) {
 std::vector<uint8_t> ReportCapabilities(const PrState& s) {
   std::vector<uint8_t> out(8, 0);
   wire::Store16(&out[0], 8);
-  // CRH (bit 4): SPC-4 §5.13.3 compatible RESERVE/RELEASE handling; SIP_C (bit 3) = 0: no
-  // SPEC_I_PT; ATP_C (bit 2) = 1; PTPL_C (bit 0) = 1: APTPL state can be persisted.
-  out[2] = 0x10 | 0x04 | 0x01;
+  // CRH (bit 4): SPC-4 §5.13.3 compatible RESERVE/RELEASE handling; SIP_C (bit 3) = 1: REGISTER
+  // with SPEC_I_PT (iSCSI TransportIDs); ATP_C (bit 2) = 1; PTPL_C (bit 0) = 1: APTPL state can
+  // be persisted.
+  out[2] = 0x10 | 0x08 | 0x04 | 0x01;
   // TMV (bit 7) = 1: the type mask is valid; ALLOW COMMANDS = 000b; PTPL_A (bit 0).
   out[3] = static_cast<uint8_t>(0x80 | (s.aptpl ? 0x01 : 0x00));
   // Type mask: WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX; EX_AC_AR.

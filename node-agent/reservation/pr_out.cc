@@ -2,6 +2,7 @@
 // §5.13.11): REGISTER, REGISTER AND IGNORE EXISTING KEY, RESERVE, RELEASE, CLEAR, PREEMPT,
 // PREEMPT AND ABORT, REGISTER AND MOVE.
 #include <algorithm>
+#include <optional>
 
 #include "node-agent/reservation/pr_engine.h"
 #include "node-agent/reservation/pr_engine_internal.h"
@@ -26,6 +27,7 @@ struct ProutCommand {
   uint64_t key;
   uint64_t sa_key;
   bool aptpl;
+  bool spec_i_pt;
   std::span<const uint8_t> parameters;
 };
 
@@ -102,6 +104,45 @@ void Unregister(PrResult* r, const scsi::Nexus& nexus) {
   }
 }
 
+// SpecifiedPorts decodes the TransportIDs of a REGISTER with SPEC_I_PT (SPC-4 §6.16.3: a
+// TRANSPORTID PARAMETER DATA LENGTH at byte 24, then the TransportIDs) into I_T nexuses on the
+// receiving target port. nullopt with *error set: the command fails with it.
+std::optional<std::vector<PrPort>> SpecifiedPorts(const PrState& state, const scsi::Nexus& nexus,
+                                                  const ProutCommand& c, PrResult* error) {
+  std::span<const uint8_t> p = c.parameters;
+  if (p.size() < kBasicParameterListLength + 4 ||
+      p.size() != kBasicParameterListLength + 4 + wire::Load32(&p[kBasicParameterListLength])) {
+    *error = LengthError(state);
+    return std::nullopt;
+  }
+  std::vector<PrPort> ports;
+  size_t offset = kBasicParameterListLength + 4;
+  while (offset < p.size()) {
+    size_t consumed = 0;
+    std::optional<PrPort> port = DecodeIscsiTransportId(p.subspan(offset), &consumed);
+    if (!port.has_value() || consumed == 0) {
+      *error = InvalidField(state, false, static_cast<uint16_t>(offset));
+      return std::nullopt;
+    }
+    port->targetPort = nexus.target_port;  // The port the command came in on (ATP_C: one port).
+    port->relativeTargetPort = nexus.relative_target_port;
+    const bool self = port->Matches(nexus);
+    const bool duplicate = std::find(ports.begin(), ports.end(), *port) != ports.end();
+    if (!self && !duplicate) {
+      // A specified nexus that is already registered fails the whole command (SPC-4 §5.13.7).
+      for (const Registration& reg : state.registrations) {
+        if (reg.port == *port) {
+          *error = InvalidField(state, false, static_cast<uint16_t>(offset));
+          return std::nullopt;
+        }
+      }
+      ports.push_back(std::move(*port));
+    }
+    offset += consumed;
+  }
+  return ports;
+}
+
 PrResult Register(const PrState& state, const scsi::Nexus& nexus, const ProutCommand& c) {
   const bool ignore = c.action == ProutAction::kRegisterAndIgnoreExistingKey;
   PrResult r = Start(state);
@@ -113,13 +154,29 @@ PrResult Register(const PrState& state, const scsi::Nexus& nexus, const ProutCom
     if (c.sa_key == 0) {
       return r;  // Nothing to register: GOOD, no change (SPC-4 §5.13.7).
     }
-    if (r.state.registrations.size() >= kMaxRegistrations) {
+    std::vector<PrPort> specified;
+    if (c.spec_i_pt) {
+      PrResult error;
+      std::optional<std::vector<PrPort>> ports = SpecifiedPorts(state, nexus, c, &error);
+      if (!ports.has_value()) {
+        return error;
+      }
+      specified = std::move(*ports);
+    }
+    // All or nothing: the issuing nexus and every specified one get the key.
+    if (r.state.registrations.size() + 1 + specified.size() > kMaxRegistrations) {
       return Check(state, SenseKey::kIllegalRequest, kAscInsufficientRegistrationResources);
     }
     r.state.registrations.push_back(Registration{PrPort::FromNexus(nexus), c.sa_key});
+    for (PrPort& port : specified) {
+      r.state.registrations.push_back(Registration{std::move(port), c.sa_key});
+    }
   } else {
     if (!ignore && c.key != reg->key) {
       return Conflict(state);
+    }
+    if (c.spec_i_pt) {
+      return InvalidField(state, false, 20, 3);  // SPEC_I_PT on a registered nexus.
     }
     if (c.sa_key == 0) {
       Unregister(&r, nexus);
@@ -294,17 +351,18 @@ PrResult PersistentReserveOut(const PrState& state, const scsi::Nexus& nexus,
   if (state.spc2Holder.has_value() && !state.spc2Holder->Matches(nexus)) {
     return Conflict(state);
   }
-  // Parameter list (SPC-4 §6.16.3, §6.16.4): exactly 24 bytes except with SPEC_I_PT (not
-  // supported) and for REGISTER AND MOVE (24 plus a TransportID).
+  // Parameter list (SPC-4 §6.16.3, §6.16.4): exactly 24 bytes except for REGISTER with
+  // SPEC_I_PT (24 + 4 + TransportIDs) and for REGISTER AND MOVE (24 plus a TransportID).
   if (length < kBasicParameterListLength || parameters.size() < length) {
     return LengthError(state);
   }
   parameters = parameters.first(length);
   const bool move = c.action == ProutAction::kRegisterAndMove;
-  if (!move && (parameters[20] & 0x08) != 0) {
-    return InvalidField(state, false, 20, 3);  // SPEC_I_PT: SIP_C is 0.
+  c.spec_i_pt = !move && (parameters[20] & 0x08) != 0;
+  if (c.spec_i_pt && c.action != ProutAction::kRegister) {
+    return InvalidField(state, false, 20, 3);  // SPEC_I_PT is for REGISTER only.
   }
-  if (!move && length != kBasicParameterListLength) {
+  if (!move && !c.spec_i_pt && length != kBasicParameterListLength) {
     return LengthError(state);
   }
   c.key = wire::Load64(&parameters[0]);
