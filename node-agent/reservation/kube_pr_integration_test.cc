@@ -303,7 +303,8 @@ TEST_F(KubePrTest, AgentCutFromApiServerAndPeersStopsWritesBeforeThePreemptCompl
   EXPECT_EQ(b_->ProutWait(2, ProutAction::kRegister, 0, 0x22), scsi::Status::kGood);
 
   a_cut = true;        // A's API server connection refused...
-  to_a_.SetCut(true);  // ...and B cannot reach A.
+  to_a_.SetCut(true);  // ...B cannot reach A...
+  to_b_.SetCut(true);  // ...nor A B.
   EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kGood) << "within the lease A still serves";
   const auto start = std::chrono::steady_clock::now();
   const scsi::Nexus fenced = NexusOn(1, kPortA);
@@ -326,6 +327,7 @@ TEST_F(KubePrTest, AgentCutFromApiServerAndPeersStopsWritesBeforeThePreemptCompl
   EXPECT_GE(a_->pr->counters().store_errors.load(), 1u);
 
   a_cut = false;  // Back: the refresher confirms the current state.
+  to_b_.SetCut(false);
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!a_->pr->Confirmed() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(50ms);

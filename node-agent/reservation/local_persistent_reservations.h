@@ -120,7 +120,11 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   // ApplyVolume installs status.reservation of a VIOSVolume object (informer) if its
   // resourceVersion is newer. false: malformed.
   bool ApplyVolume(const nlohmann::json& object, std::string* error);
-  // Refresh re-reads the store; on success the local copy is confirmed as of the request.
+  // Current: the local copy as a peer's QueryAll answer (EncodeUpdate text, no events).
+  void Current(uint64_t* version, std::string* state_json) const;
+  // Refresh re-reads the store; on success the local copy is confirmed as of the request. When
+  // the store is unreachable it asks every peer (PrPeerNotifier::QueryAll) instead: if all
+  // answer, the newest copy among them and ours is current as of the question.
   bool Refresh(std::string* error);
   // Confirmed: the local copy was confirmed against the store within the lease (always true in
   // local mode).
@@ -153,6 +157,7 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   // Install sets the local copy if version is newer (or equal: same state).
   void Install(const PrState& state, uint64_t version);
   void Confirm(Clock::time_point at);
+  bool ConfirmFromPeers(std::string* error);
   // Propagate notifies peers of a committed change and waits for them (or the lease).
   void Propagate(const PrResult& result, uint64_t version, Clock::time_point committed_at);
   void Publish(const std::vector<PrUnitAttention>& uas, const std::vector<PrPort>& aborted);

@@ -137,11 +137,45 @@ bool LocalPersistentReservations::Refresh(std::string* error) {
   const Clock::time_point asked = Clock::now();
   if (!store_->Load(&stored, error)) {
     counters_.store_errors.fetch_add(1, std::memory_order_relaxed);
-    return false;
+    return cluster_ && ConfirmFromPeers(error);
   }
   Install(stored.state, stored.version);
   Confirm(asked);
   return true;
+}
+
+bool LocalPersistentReservations::ConfirmFromPeers(std::string* error) {
+  if (options_.notifier == nullptr) {
+    return false;
+  }
+  // Why the peers' copies confirm ours: a write W that we may have missed was committed by a
+  // peer, which installs W right after its CAS answer and, if W did not reach us, waits until
+  // that answer + lease before completing. If that peer answers us without W, the answer left
+  // before W's CAS answer arrived, so our lease counted from `asked` ends before the writer's
+  // wait does. If it answers with W, we install W. Every peer must answer.
+  const Clock::time_point asked = Clock::now();
+  std::vector<PrPeerNotifier::PeerState> states;
+  std::string peer_error;
+  if (!options_.notifier->QueryAll(options_.volume, &states, &peer_error)) {
+    *error += "; peers: " + peer_error;
+    return false;
+  }
+  for (const PrPeerNotifier::PeerState& peer : states) {
+    std::optional<PrUpdate> update = DecodeUpdate(peer.state_json, &peer_error);
+    if (!update.has_value()) {
+      *error += "; peer answer: " + peer_error;
+      return false;
+    }
+    Install(update->state, peer.version);
+  }
+  Confirm(asked);
+  return true;
+}
+
+void LocalPersistentReservations::Current(uint64_t* version, std::string* state_json) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  *version = version_;
+  *state_json = EncodeUpdate(PrUpdate{state_, {}, {}});
 }
 
 bool LocalPersistentReservations::Allows(const scsi::Nexus& nexus, const uint8_t* cdb,

@@ -254,6 +254,7 @@ TEST_F(PrClusterTest, UnconfirmedPeerWaitsOutTheLeaseBeforeGood) {
   // A is cut from the store and from B: it keeps its (soon stale) copy.
   a_down_ = true;
   to_a_.SetCut(true);
+  to_b_.SetCut(true);
   const auto start = std::chrono::steady_clock::now();
   auto preempt = b_->Prout(2, ProutAction::kPreempt, 0x22, 0x11, 1);
   preempt->on_done = [this] {
@@ -271,6 +272,35 @@ TEST_F(PrClusterTest, UnconfirmedPeerWaitsOutTheLeaseBeforeGood) {
   ASSERT_TRUE(a_->pr->Refresh(&error)) << error;
   EXPECT_EQ(a_->pr->State(), b_->pr->State());
   EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kReservationConflict) << "fenced for real now";
+}
+
+TEST_F(PrClusterTest, ApiServerDownEverywhereButPeersReachableKeepsServing) {
+  a_ = MakeAgent(kPortA, Options(&to_b_, 300ms), &a_down_);
+  b_ = MakeAgent(kPortB, Options(&to_a_, 300ms), &b_down_);
+  Wire();
+  EXPECT_EQ(a_->ProutWait(1, ProutAction::kRegister, 0, 0x11), scsi::Status::kGood);
+  EXPECT_EQ(b_->ProutWait(2, ProutAction::kRegister, 0, 0x22), scsi::Status::kGood);
+  EXPECT_EQ(b_->ProutWait(2, ProutAction::kReserve, 0x22, 0, 5), scsi::Status::kGood);
+  a_down_ = true;
+  b_down_ = true;
+  // No one can change the state now; every peer answering confirms A's copy.
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(100ms);
+    std::string error;
+    EXPECT_TRUE(a_->pr->Refresh(&error)) << error;
+  }
+  EXPECT_TRUE(a_->pr->Confirmed());
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kGood) << "registrant, WERO";
+  EXPECT_EQ(a_->Io(3, 0x2A), scsi::Status::kReservationConflict);
+  EXPECT_GE(a_->pr->counters().store_errors.load(), 5u);
+  // A peer that does not answer: no confirmation, and after the lease no writes.
+  to_b_.SetCut(true);
+  std::string error;
+  EXPECT_FALSE(a_->pr->Refresh(&error));
+  EXPECT_NE(error.find("peer unreachable"), std::string::npos) << error;
+  std::this_thread::sleep_for(350ms);
+  EXPECT_FALSE(a_->pr->Confirmed());
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kReservationConflict);
 }
 
 TEST_F(PrClusterTest, CollectorExportsTheAgreedFamilies) {

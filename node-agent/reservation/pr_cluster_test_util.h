@@ -89,6 +89,25 @@ class InProcessNotifier final : public PrPeerNotifier {
     std::lock_guard<std::mutex> lock(mu_);
     cut_ = cut;
   }
+  bool QueryAll(const std::string& volume, std::vector<PeerState>* states,
+                std::string* error) override {
+    (void)volume;
+    std::vector<LocalPersistentReservations*> peers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cut_) {
+        *error = "peer unreachable (cut by the test)";
+        return false;
+      }
+      peers = peers_;
+    }
+    for (LocalPersistentReservations* peer : peers) {
+      PeerState state;
+      peer->Current(&state.version, &state.state_json);
+      states->push_back(std::move(state));
+    }
+    return true;
+  }
   bool NotifyAll(const std::string& volume, uint64_t version, const std::string& state_json,
                  std::string* error) override {
     (void)volume;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vios::reservation {
 
@@ -26,6 +27,23 @@ class PrPeerNotifier {
   // concurrently for different volumes.
   virtual bool NotifyAll(const std::string& volume, uint64_t version, const std::string& state_json,
                          std::string* error) = 0;
+
+  // PeerState: one peer's answer to QueryAll (its LocalPersistentReservations::Current()).
+  struct PeerState {
+    uint64_t version = 0;
+    std::string state_json;
+  };
+  // QueryAll asks every OTHER agent serving volume for its current copy (version and
+  // EncodeUpdate text without events); true only if every one of them answered. Used to confirm
+  // the local copy while the API server is unreachable (README.md "Staleness"). Optional: the
+  // default says "not possible", and then only the store confirms.
+  virtual bool QueryAll(const std::string& volume, std::vector<PeerState>* states,
+                        std::string* error) {
+    (void)volume;
+    (void)states;
+    *error = "peer query not supported";
+    return false;
+  }
 };
 
 }  // namespace vios::reservation
