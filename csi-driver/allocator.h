@@ -13,6 +13,9 @@
 //      allocator that committed first makes this fail with Conflict: start again at 1.
 //   4. The caller creates/updates the VIOSVolume, then Release() drops the reservation.
 //
+// Within one process the commits to a pool are serialized by a mutex (no self-inflicted
+// conflicts); across processes the precondition alone decides.
+//
 // Any allocator that commits after step 3 read version >= R' and so sees the reservation; once it
 // is dropped the volume object already exists and is seen by the LIST that follows the GET. A
 // reservation whose volume never appears (a controller died between 3 and 4) is reused by the
@@ -25,6 +28,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -102,9 +108,13 @@ class PoolAllocator {
 
  private:
   nlohmann::json GetOrCreateConfigMap(const PoolSpec& pool);
+  // PoolLock serializes this process's commits to one pool's ConfigMap.
+  std::mutex& PoolLock(const PoolSpec& pool);
 
   kube::Client& client_;
   std::string ns_;
+  std::mutex locks_mutex_;
+  std::map<std::string, std::unique_ptr<std::mutex>> pool_locks_;  // guarded by locks_mutex_
 };
 
 }  // namespace vios::csi

@@ -331,14 +331,13 @@ def start_controller_manager(workdir, kubeconfig):
 def start_sidecars(workdir, kubeconfig, csi_socket, names=SIDECARS):
     """The kubernetes-csi sidecars against a vios-csi controller socket, leader election off
     (one replica each)."""
+    # The client-side rate limit defaults to 5 requests/s, which would measure the sidecar's
+    # throttle rather than the driver; the API server here is ours alone.
     common = ["--csi-address=" + csi_socket, "--kubeconfig=" + kubeconfig, "--timeout=120s",
-              "--v=4"]
+              "--kube-api-qps=100", "--kube-api-burst=200", "--v=4"]
     extra = {
         "csi-provisioner": ["--worker-threads=16", "--retry-interval-start=1s",
                             "--retry-interval-max=10s"],
-        "csi-attacher": ["--worker-threads=8", "--retry-interval-start=1s",
-                         "--retry-interval-max=10s"],
-        "csi-resizer": ["--workers=4", "--retry-interval-start=1s", "--retry-interval-max=10s"],
     }
     return {n: KubeProcess(workdir, n, common + extra.get(n, [])).start() for n in names}
 

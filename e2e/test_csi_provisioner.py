@@ -64,7 +64,18 @@ class World:
             cluster=self.cluster,
             extra_args=["--metrics-address", "127.0.0.1:%d" % self.metrics_port]).start()
         self.kcm = lib_csi.start_controller_manager(workdir, cp.kubeconfig)
-        self.sidecars = lib_csi.start_sidecars(workdir, cp.kubeconfig, self.controller.socket)
+        self.sidecars = {}
+        self.sidecar("csi-provisioner")
+        self.requests = {}  # PVC name -> requested bytes, shared by the stages below
+        self.pvs = {}       # PVC name -> its PV
+
+    def sidecar(self, name):
+        """Starts a sidecar on first use, so that a stage needing one tool fails alone when that
+        tool is missing."""
+        if name not in self.sidecars:
+            self.sidecars.update(lib_csi.start_sidecars(self.dir, self.cp.kubeconfig,
+                                                        self.controller.socket, names=(name,)))
+        return self.sidecars[name]
 
     def stop(self):
         for p in [*self.sidecars.values(), self.kcm, self.controller]:
@@ -105,6 +116,16 @@ def world(control_plane, tmp_path_factory):
     w = World(control_plane, ns, str(tmp_path_factory.mktemp("prov")))
     yield w
     w.stop()
+
+
+def quantity(q):
+    """Bytes of a Kubernetes quantity as the API server prints sizes ("32Mi", "33554432")."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6,
+             "G": 10**9, "T": 10**12}
+    for suffix, mult in units.items():
+        if q.endswith(suffix):
+            return int(q[:-len(suffix)]) * mult
+    return int(q)
 
 
 def rounded(n):
@@ -155,9 +176,12 @@ def events_for(cp, ns, name):
     return [(e.get("reason"), e.get("message", "")) for e in out["items"]]
 
 
-def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
+# The stages run in this order on one set of 20 claims (pytest keeps file order).
+
+def test_20_pvcs_bind_to_distinct_extents(world):
     cp, ns = world.cp, world.ns
-    requests = {"data-%02d" % i: (i % 4 + 1) * 10 * MiB + i for i in range(PVCS)}
+    requests = world.requests
+    requests.update({"data-%02d" % i: (i % 4 + 1) * 10 * MiB + i for i in range(PVCS)})
     start = time.monotonic()
     items = [lib_csi.pvc_object(name, ns, world.sc, str(size), mode=(
         "Block" if i % 5 == 0 else "Filesystem")) for i, (name, size) in
@@ -176,7 +200,7 @@ def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
     bind_seconds = time.monotonic() - start
     print("20 PVCs Bound in %.1f s" % bind_seconds)
 
-    pvs = {}
+    pvs = world.pvs
     for c in claims:
         name = c["metadata"]["name"]
         pv = get_json(cp, "pv", c["spec"]["volumeName"])
@@ -185,8 +209,8 @@ def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
         assert pv["spec"]["csi"]["driver"] == lib_csi.DRIVER
         assert pv["spec"]["claimRef"]["name"] == name
         assert pv["spec"]["volumeMode"] == c["spec"]["volumeMode"]
-        assert pv["spec"]["capacity"]["storage"] == str(want), name
-        assert c["status"]["capacity"]["storage"] == str(want), name
+        assert quantity(pv["spec"]["capacity"]["storage"]) == want, name
+        assert quantity(c["status"]["capacity"]["storage"]) == want, name
         vol = world.volume_of(pv)
         assert vol["spec"]["pool"] == "pool0" and vol["spec"]["cluster"] == world.cluster
         assert int(vol["spec"]["size"]) == want
@@ -206,13 +230,19 @@ def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
         "vios_pool_allocated_bytes") == allocated, timeout=30)
     assert world.pool_metrics()["vios_pool_capacity_bytes"] == float(POOL_SIZE)
 
-    # Resize through external-resizer: the volume gets more extents, still never shared.
+
+def test_resize_through_external_resizer(world):
+    """The volume gets more extents (still never shared), the PV grows, the claim waits for the
+    node to grow the filesystem."""
+    cp, ns, requests, pvs = world.cp, world.ns, world.requests, world.pvs
+    assert pvs, "needs the claims of test_20_pvcs_bind_to_distinct_extents"
+    world.sidecar("csi-resizer")
     grow = "data-01"
     new_size = rounded(requests[grow]) + 3 * EXTENT
     cp.kubectl("patch", "pvc", grow, "-n", ns, "--type=merge", "-p",
                json.dumps({"spec": {"resources": {"requests": {"storage": str(new_size)}}}}))
-    pv = wait_for("PV %s to grow" % grow, lambda: (lambda p: p if p["spec"]["capacity"][
-        "storage"] == str(new_size) else None)(get_json(cp, "pv", pvs[grow]["metadata"]["name"])),
+    pv = wait_for("PV %s to grow" % grow, lambda: (lambda p: p if quantity(p["spec"]["capacity"][
+        "storage"]) == new_size else None)(get_json(cp, "pv", pvs[grow]["metadata"]["name"])),
         timeout=120)
     vol = world.volume_of(pv)
     assert int(vol["spec"]["size"]) == new_size
@@ -226,10 +256,15 @@ def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
             "storage") == "NodeResizePending"
         return c if pending else None
     claim = wait_for("the claim to wait for node expansion", node_pending, timeout=60)
-    assert claim["status"]["capacity"]["storage"] == str(rounded(requests[grow]))
+    assert quantity(claim["status"]["capacity"]["storage"]) == rounded(requests[grow])
     no_shared_extent(world.volumes())
 
-    # Attach/detach through external-attacher, as the attach-detach controller would ask.
+
+def test_attach_and_detach_through_external_attacher(world):
+    """VolumeAttachments as the attach-detach controller would create them."""
+    cp, ns, pvs = world.cp, world.ns, world.pvs
+    assert pvs, "needs the claims of test_20_pvcs_bind_to_distinct_extents"
+    world.sidecar("csi-attacher")
     attach = ["data-02", "data-05", "data-07"]
     for name in attach:
         lib_csi.apply(cp, {"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
@@ -253,8 +288,12 @@ def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
         wait_for("VolumeAttachment %s gone" % name, lambda n=name: cp.kubectl(
             "get", "volumeattachment", "va-%s-%s" % (ns, n), check=False).returncode != 0)
 
-    # A clone through external-provisioner (PVC dataSource): the source's bytes, copied by the
-    # controller, are in the clone's own extents.
+
+def test_clone_through_external_provisioner(world):
+    """A PVC whose dataSource is another PVC: the source's bytes, copied by the controller, are
+    in the clone's own extents."""
+    cp, ns, requests, pvs = world.cp, world.ns, world.requests, world.pvs
+    assert pvs, "needs the claims of test_20_pvcs_bind_to_distinct_extents"
     src = "data-03"
     src_vol = world.volume_of(pvs[src])
     payload = os.urandom(EXTENT // 2)
@@ -275,6 +314,10 @@ def test_pvcs_bind_attach_resize_and_delete_zeroes(world):
     assert read_volume(world.pool_file, clone_vol, 0, MiB) == bytes(MiB)
     no_shared_extent(world.volumes())
 
+
+def test_deleting_the_claims_zeroes_every_extent(world):
+    cp, ns, pvs = world.cp, world.ns, world.pvs
+    assert pvs, "needs the claims of test_20_pvcs_bind_to_distinct_extents"
     # A tenant's data in every extent, written straight into the pool file.
     volumes = world.volumes()
     marker = b"tenant-data!" * 341 + b"XXXX"  # 4096 bytes
