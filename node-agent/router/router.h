@@ -68,7 +68,8 @@ struct RouterOptions {
   // local_stalled runs on the watchdog thread when a local I/O outlived local_io_timeout. The
   // router cannot take the request back from the backend (the backend still points into the
   // caller's buffers); wire this to a backend reset that fails commands in flight (IscsiBackend:
-  // drop the session, they complete with -ENOTCONN) so they are retried on a peer at once.
+  // drop the session, they complete with -ENOTCONN) so they are retried on a peer at once. It
+  // may run again on later watchdog ticks while more requests time out: make it idempotent.
   std::function<void()> local_stalled{};
 };
 
