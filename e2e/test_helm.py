@@ -281,6 +281,8 @@ def test_install_and_uninstall(control_plane, namespace, monitoring_crds):
             ("vios-agent", "patch", "viosmembers.vios.dev/status"),
             ("vios-agent", "create", "leases.coordination.k8s.io"),
             ("vios-agent", "get", "viosvolumes.vios.dev"),
+            ("vios-agent", "patch", "viosvolumes.vios.dev/status"),
+            ("vios-agent", "get", "secrets"),  # its own peer-TLS Secret, by name
         ]
         denied = [
             ("vios-operator", "delete", "viosclusters.vios.dev"),
@@ -289,7 +291,8 @@ def test_install_and_uninstall(control_plane, namespace, monitoring_crds):
             ("vios-csi-controller", "get", "secrets"),
             ("vios-csi-controller", "create", "daemonsets.apps"),
             ("vios-csi-controller", "patch", "viosmembers.vios.dev/status"),
-            ("vios-agent", "get", "secrets"),
+            ("vios-agent", "list", "secrets"),
+            ("vios-agent", "watch", "secrets"),
             ("vios-agent", "update", "viosclusters.vios.dev/status"),
             ("vios-agent", "update", "viosmembers.vios.dev/status"),
             ("vios-agent", "create", "viosvolumes.vios.dev"),
