@@ -120,8 +120,10 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   // ApplyVolume installs status.reservation of a VIOSVolume object (informer) if its
   // resourceVersion is newer. false: malformed.
   bool ApplyVolume(const nlohmann::json& object, std::string* error);
-  // Current: the local copy as a peer's QueryAll answer (EncodeUpdate text, no events).
-  void Current(uint64_t* version, std::string* state_json) const;
+  // Current: the local copy as a peer's QueryAll answer (EncodeUpdate text, no events). false
+  // (and the RPC must fail) when the copy is not Confirmed(): an unconfirmed copy cannot vouch
+  // for another.
+  bool Current(uint64_t* version, std::string* state_json) const;
   // Refresh re-reads the store; on success the local copy is confirmed as of the request. When
   // the store is unreachable it asks every peer (PrPeerNotifier::QueryAll) instead: if all
   // answer, the newest copy among them and ours is current as of the question.

@@ -172,10 +172,14 @@ bool LocalPersistentReservations::ConfirmFromPeers(std::string* error) {
   return true;
 }
 
-void LocalPersistentReservations::Current(uint64_t* version, std::string* state_json) const {
+bool LocalPersistentReservations::Current(uint64_t* version, std::string* state_json) const {
+  if (!Confirmed()) {
+    return false;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   *version = version_;
   *state_json = EncodeUpdate(PrUpdate{state_, {}, {}});
+  return true;
 }
 
 bool LocalPersistentReservations::Allows(const scsi::Nexus& nexus, const uint8_t* cdb,

@@ -288,14 +288,27 @@ TEST_F(PrClusterTest, ApiServerDownEverywhereButPeersReachableKeepsServing) {
     std::this_thread::sleep_for(100ms);
     std::string error;
     EXPECT_TRUE(a_->pr->Refresh(&error)) << error;
+    EXPECT_TRUE(b_->pr->Refresh(&error)) << error << " (B vouches for A only while confirmed)";
   }
   EXPECT_TRUE(a_->pr->Confirmed());
   EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kGood) << "registrant, WERO";
   EXPECT_EQ(a_->Io(3, 0x2A), scsi::Status::kReservationConflict);
   EXPECT_GE(a_->pr->counters().store_errors.load(), 5u);
-  // A peer that does not answer: no confirmation, and after the lease no writes.
-  to_b_.SetCut(true);
+  // Nobody refreshes: both leases run out, and unconfirmed copies do not vouch for each other.
+  std::this_thread::sleep_for(350ms);
   std::string error;
+  EXPECT_FALSE(a_->pr->Refresh(&error));
+  EXPECT_NE(error.find("not confirmed"), std::string::npos) << error;
+  EXPECT_FALSE(b_->pr->Refresh(&error));
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kReservationConflict);
+  // B reaches the store again; A (still cut) is confirmed through B...
+  b_down_ = false;
+  EXPECT_TRUE(b_->pr->Refresh(&error)) << error;
+  EXPECT_TRUE(a_->pr->Refresh(&error)) << error;
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kGood);
+  // ...until B does not answer: no confirmation, and after the lease no writes.
+  to_b_.SetCut(true);
+  error.clear();
   EXPECT_FALSE(a_->pr->Refresh(&error));
   EXPECT_NE(error.find("peer unreachable"), std::string::npos) << error;
   std::this_thread::sleep_for(350ms);

@@ -103,7 +103,10 @@ class InProcessNotifier final : public PrPeerNotifier {
     }
     for (LocalPersistentReservations* peer : peers) {
       PeerState state;
-      peer->Current(&state.version, &state.state_json);
+      if (!peer->Current(&state.version, &state.state_json)) {
+        *error = "peer copy not confirmed";
+        return false;
+      }
       states->push_back(std::move(state));
     }
     return true;

@@ -33,8 +33,10 @@ class PrPeerNotifier {
     uint64_t version = 0;
     std::string state_json;
   };
-  // QueryAll asks every OTHER agent serving volume for its current copy (version and
-  // EncodeUpdate text without events); true only if every one of them answered. Used to confirm
+  // QueryAll asks every OTHER agent serving volume (every agent that served it within the last
+  // lease: a writer that left must still be asked) for its current copy (version and
+  // EncodeUpdate text without events, from Current(), which refuses while that agent's own copy
+  // is unconfirmed); true only if every one of them answered. Used to confirm
   // the local copy while the API server is unreachable (README.md "Staleness"). Optional: the
   // default says "not possible", and then only the store confirms.
   virtual bool QueryAll(const std::string& volume, std::vector<PeerState>* states,
