@@ -38,6 +38,18 @@ def tool_path(name):
                           capture_output=True, text=True).stdout.strip()
 
 
+def tool_versions():
+    """KEY=value pins of e2e/tools/versions."""
+    out = {}
+    with open(os.path.join(E2E_DIR, "tools", "versions")) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                out[key] = value
+    return out
+
+
 def pool_spec(pool_file, size="8Gi"):
     """The pool as both the VIOSCluster and the agent configuration spell it."""
     return {"name": "pool0", "extentSize": "16Mi",

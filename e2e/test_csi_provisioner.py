@@ -25,6 +25,7 @@ What it proves:
 
 import json
 import os
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -174,6 +175,16 @@ def read_volume(pool_file, vol, pos, length):
 def events_for(cp, ns, name):
     out = get_json(cp, "events", "-n", ns, "--field-selector", "involvedObject.name=" + name)
     return [(e.get("reason"), e.get("message", "")) for e in out["items"]]
+
+
+def test_tools_report_their_pinned_versions():
+    """The binaries are the versions e2e/tools/versions pins (built with -X main.version)."""
+    versions = lib_csi.tool_versions()
+    for tool, key in [("csi-provisioner", "CSI_PROVISIONER_VERSION"),
+                      ("kube-controller-manager", "KUBE_VERSION")]:
+        out = subprocess.run([lib_csi.tool_path(tool), "--version"], capture_output=True,
+                             text=True, timeout=60).stdout
+        assert out.split()[-1] == versions[key], (tool, out)
 
 
 # The stages run in this order on one set of 20 claims (pytest keeps file order).
