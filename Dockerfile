@@ -78,7 +78,6 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.source="https://github.com/vios-dev/vios" \
       org.opencontainers.image.url="https://github.com/vios-dev/vios" \
-      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="vios" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
