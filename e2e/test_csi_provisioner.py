@@ -181,6 +181,8 @@ def test_tools_report_their_pinned_versions():
     """The binaries are the versions e2e/tools/versions pins (built with -X main.version)."""
     versions = lib_csi.tool_versions()
     for tool, key in [("csi-provisioner", "CSI_PROVISIONER_VERSION"),
+                      ("csi-attacher", "CSI_ATTACHER_VERSION"),
+                      ("csi-resizer", "CSI_RESIZER_VERSION"),
                       ("kube-controller-manager", "KUBE_VERSION")]:
         out = subprocess.run([lib_csi.tool_path(tool), "--version"], capture_output=True,
                              text=True, timeout=60).stdout
