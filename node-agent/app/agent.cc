@@ -10,7 +10,6 @@
 #include "node-agent/backend/file_backend.h"
 #include "node-agent/backend/iscsi_backend.h"
 #include "node-agent/pool/extent_allocator.h"
-#include "node-agent/reservation/local_persistent_reservations.h"
 #include "node-agent/router/router.h"
 
 namespace vios::agent {
@@ -270,7 +269,7 @@ void Agent::BuildConfiguredPorts() {
 
 Agent::VolumeState& Agent::OpenVolumeLocked(const std::string& id, const std::string& pool_name,
                                             const std::vector<pool::Extent>& extents,
-                                            bool read_only) {
+                                            bool read_only, bool cluster_volume) {
   auto pool_it = pools_.find(pool_name);
   if (pool_it == pools_.end()) {
     throw PortError(PortError::Kind::kNotFound,
@@ -311,20 +310,9 @@ Agent::VolumeState& Agent::OpenVolumeLocked(const std::string& id, const std::st
   scsi::LogicalUnitConfig lu_config;
   lu_config.volume_id = id;
   lu_config.read_only = read_only;
-  // SCSI-3 persistent reservations and SPC-2 RESERVE/RELEASE, persisted under the state
-  // directory (APTPL) when there is one.
-  std::unique_ptr<reservation::PrStateStore> store;
-  if (!config_.state_dir.empty()) {
-    std::string dir = config_.state_dir + "/reservations";
-    ::mkdir(config_.state_dir.c_str(), 0700);
-    ::mkdir(dir.c_str(), 0700);
-    store = std::make_unique<reservation::FilePrStateStore>(dir + "/" + id + ".json");
-  }
-  auto reservations = std::make_shared<reservation::LocalPersistentReservations>(std::move(store));
-  if (!reservations->Init(&error)) {
-    throw PortError(PortError::Kind::kFailedPrecondition,
-                    "volume " + id + ": reservation state unusable: " + error);
-  }
+  // SCSI-3 persistent reservations and SPC-2 RESERVE/RELEASE (agent_cluster.cc).
+  std::shared_ptr<reservation::LocalPersistentReservations> reservations =
+      MakeReservationPolicy(id, cluster_volume);
   auto devices = std::make_shared<VolumeDevices>();
   reservations->SetUnitAttentionSink([devices](const reservation::PrUnitAttention& ua) {
     std::lock_guard lock(devices->mu);
@@ -361,8 +349,9 @@ std::string Agent::PortalAddress() const {
 }
 
 PortInfo Agent::AddPortLocked(PortRequest request) {
-  VolumeState& volume = OpenVolumeLocked(request.volume_id, request.pool,
-                                         ToPoolExtents(request.extents), request.read_only);
+  VolumeState& volume =
+      OpenVolumeLocked(request.volume_id, request.pool, ToPoolExtents(request.extents),
+                       request.read_only, /*cluster_volume=*/config_.cluster.has_value());
   PortState port;
   port.request = request;
   if (auto dir = fuse_dirs_.find(request.name); dir != fuse_dirs_.end()) {
@@ -497,6 +486,7 @@ bool Agent::DeletePort(const std::string& name) {
   VolumeState& volume = volumes_.at(volume_id);
   if (--volume.ports == 0 && !volume.from_config) {
     collector_->Remove(volume_id);
+    ForgetReservationPolicy(volume_id);
     volumes_.erase(volume_id);
   }
   SavePortsLocked();
@@ -586,6 +576,7 @@ void Agent::Start() {
     exposer_->Expose(registry_);
     exposer_->ExposeCollectable(collector_);
     exposer_->ExposeCollectable(router_metrics_);
+    exposer_->ExposeCollectable(pr_collector_);
     VIOS_LOG(kInfo, "metrics listening").Field("port", exposer_->port());
   }
   if (!config_.api_socket.empty()) {
@@ -595,6 +586,7 @@ void Agent::Start() {
     if (!api_server_) throw AgentError("local API: " + error);
     VIOS_LOG(kInfo, "local API listening").Field("socket", config_.api_socket);
   }
+  if (config_.cluster) JoinCluster();
   // Ports made through the API before a restart come back (those whose pool is open now; in a
   // cluster the others follow once the cluster's pools are open).
   if (!config_.state_dir.empty()) {
@@ -603,7 +595,6 @@ void Agent::Start() {
     if (!error.empty()) VIOS_LOG(kError, "saved virtual ports unusable").Field("error", error);
     RestorePortsLocked();
   }
-  if (config_.cluster) JoinCluster();
   VIOS_LOG(kInfo, "agent started")
       .Field("node", config_.node_name)
       .Field("volumes", volumes_.size())
@@ -624,6 +615,7 @@ void Agent::Stop() {
   }
   exposer_.reset();
   ports_.clear();
+  for (const auto& [id, volume] : volumes_) ForgetReservationPolicy(id);
   volumes_.clear();
   {
     std::unique_lock routers_lock(routers_mu_);

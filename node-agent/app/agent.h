@@ -35,6 +35,9 @@
 #include "node-agent/peer/peer_server.h"
 #include "node-agent/pool/pool.h"
 #include "node-agent/pool/volume.h"
+#include "node-agent/reservation/local_persistent_reservations.h"
+#include "node-agent/reservation/pr_metrics.h"
+#include "node-agent/reservation/pr_peer_notifier.h"
 #include "node-agent/router/router.h"
 #include "node-agent/router/router_metrics.h"
 #include "node-agent/scsi/logical_unit.h"
@@ -108,8 +111,22 @@ class Agent final : public PortManager {
   void BuildConfiguredVolumes();
   void BuildConfiguredPorts();
   // OpenVolumeLocked builds (or returns, or extends) the volume named id over extents.
+  // cluster_volume: a VIOSVolume of the cluster (made through the API in cluster mode) keeps its
+  // reservations in the VIOSVolume; others in the state directory.
   VolumeState& OpenVolumeLocked(const std::string& id, const std::string& pool_name,
-                                const std::vector<pool::Extent>& extents, bool read_only);
+                                const std::vector<pool::Extent>& extents, bool read_only,
+                                bool cluster_volume = false);
+  // MakeReservationPolicy builds and initialises a volume's persistent-reservation policy;
+  // throws PortError when its state cannot be loaded.
+  std::shared_ptr<reservation::LocalPersistentReservations> MakeReservationPolicy(
+      const std::string& id, bool cluster_volume);
+  void ForgetReservationPolicy(const std::string& id);
+  // NotifyPeers sends a volume's new reservation state to every Up peer (DESIGN.md §7); true
+  // once all applied it. ApplyPeerReservation is the receiving side.
+  bool NotifyPeers(const std::string& volume, uint64_t version, const std::string& state_json,
+                   std::string* error);
+  peer::ReservationResult ApplyPeerReservation(const std::string& volume, uint64_t version,
+                                               const std::string& state_json);
   // AddPortLocked makes the port live: an iSCSI target, or a FUSE export once started.
   PortInfo AddPortLocked(PortRequest request);
   void StartFuseLocked(const std::string& name, PortState& port);
@@ -169,7 +186,18 @@ class Agent final : public PortManager {
     std::string address;
     std::shared_ptr<grpc::Channel> channel;
   };
-  std::map<std::string, PeerLink> peer_links_;  // By member; the cluster thread only.
+  mutable std::mutex peer_links_mu_;            // peer_links_ changes on the cluster thread only.
+  std::map<std::string, PeerLink> peer_links_;  // By member.
+
+  // Persistent reservations: every open volume's policy (the peer channel applies updates to
+  // them without taking mu_), the notifier cluster volumes use, and their metrics.
+  class PeerReservationNotifier;
+  std::unique_ptr<reservation::PrPeerNotifier> pr_notifier_;
+  std::shared_ptr<kube::Client> pr_client_;  // Short retries: a PR OUT waits for them.
+  std::shared_ptr<reservation::PrCollector> pr_collector_ =
+      std::make_shared<reservation::PrCollector>();
+  std::mutex pr_mu_;
+  std::map<std::string, std::weak_ptr<reservation::LocalPersistentReservations>> pr_policies_;
   std::chrono::steady_clock::time_point next_credentials_check_{};
   std::thread cluster_thread_;
   std::mutex cluster_mu_;

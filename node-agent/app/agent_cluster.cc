@@ -15,6 +15,7 @@
 #include "node-agent/app/agent.h"
 #include "node-agent/app/port_store.h"
 #include "node-agent/peer/peer_client.h"
+#include "node-agent/reservation/kube_pr_state_store.h"
 #include "node-agent/router/peer_path.h"
 #include "node-agent/router/router.h"
 
@@ -42,6 +43,132 @@ std::string Sha256Hex(const std::string& data) {
 
 }  // namespace
 
+class Agent::PeerReservationNotifier final : public reservation::PrPeerNotifier {
+ public:
+  explicit PeerReservationNotifier(Agent* agent) : agent_(agent) {}
+  bool NotifyAll(const std::string& volume, uint64_t version, const std::string& state_json,
+                 std::string* error) override {
+    return agent_->NotifyPeers(volume, version, state_json, error);
+  }
+
+ private:
+  Agent* agent_;
+};
+
+std::shared_ptr<reservation::LocalPersistentReservations> Agent::MakeReservationPolicy(
+    const std::string& id, bool cluster_volume) {
+  std::shared_ptr<reservation::LocalPersistentReservations> policy;
+  if (cluster_volume && pr_client_) {
+    // Only a volume the cluster knows (a VIOSVolume) shares its reservations; a port made by
+    // hand for a volume with no VIOSVolume keeps them locally. An unreachable API server
+    // counts as "known": the policy then starts fenced until it can confirm its copy.
+    try {
+      pr_client_->Get(kube::resources::kVIOSVolumes, config_.cluster->ns, id);
+    } catch (const std::exception& e) {
+      if (kube::IsNotFound(e)) {
+        VIOS_LOG(kInfo, "volume has no VIOSVolume: its reservations stay on this agent")
+            .Field("volume", id);
+        cluster_volume = false;
+      }
+    }
+  }
+  if (cluster_volume && pr_client_) {
+    // The state lives in the VIOSVolume (same name as the volume, the cluster's namespace);
+    // every agent serving the volume applies each change before the PR OUT completes.
+    reservation::ClusterOptions options;
+    options.volume = id;
+    options.notifier = pr_notifier_.get();
+    policy = std::make_shared<reservation::LocalPersistentReservations>(
+        std::make_unique<reservation::KubePrStateStore>(pr_client_, config_.cluster->ns, id),
+        options);
+  } else {
+    // One agent: persisted under the state directory (APTPL) when there is one.
+    std::unique_ptr<reservation::PrStateStore> store;
+    if (!config_.state_dir.empty()) {
+      std::string dir = config_.state_dir + "/reservations";
+      std::string error;
+      if (!util::MakeDirectories(dir, 0700, &error)) {
+        throw PortError(PortError::Kind::kInternal, "volume " + id + ": " + error);
+      }
+      store = std::make_unique<reservation::FilePrStateStore>(dir + "/" + id + ".json");
+    }
+    policy = std::make_shared<reservation::LocalPersistentReservations>(std::move(store));
+  }
+  std::string error;
+  if (!policy->Init(&error)) {
+    throw PortError(PortError::Kind::kFailedPrecondition,
+                    "volume " + id + ": reservation state unusable: " + error);
+  }
+  {
+    std::lock_guard lock(pr_mu_);
+    pr_policies_[id] = policy;
+  }
+  pr_collector_->Add(id, policy);
+  return policy;
+}
+
+void Agent::ForgetReservationPolicy(const std::string& id) {
+  pr_collector_->Remove(id);
+  std::lock_guard lock(pr_mu_);
+  pr_policies_.erase(id);
+}
+
+bool Agent::NotifyPeers(const std::string& volume, uint64_t version, const std::string& state_json,
+                        std::string* error) {
+  // Peers the operator marks Down are skipped: their Lease expired longer ago than the
+  // reservation lease, so a copy they may still hold is no longer trusted (reservation README).
+  std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> targets;
+  std::vector<std::string> failed;
+  if (!cluster_) return true;
+  cluster::ClusterView view = cluster_->Snapshot();
+  {
+    std::lock_guard lock(peer_links_mu_);
+    for (const auto& [name, peer] : view.peers) {
+      if (peer.state != "Up") continue;
+      auto link = peer_links_.find(name);
+      if (link == peer_links_.end()) {
+        failed.push_back(name + " (no channel)");
+      } else {
+        targets.emplace_back(name, link->second.channel);
+      }
+    }
+  }
+  for (const auto& [name, channel] : targets) {
+    auto stub = vios::peer::v1::Peer::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    vios::peer::v1::ReservationUpdate update;
+    update.set_volume(volume);
+    update.set_version(version);
+    update.set_state_json(state_json);
+    update.set_from_member(config_.node_name);
+    vios::peer::v1::ReservationAck ack;
+    grpc::Status status = stub->ApplyReservation(&ctx, update, &ack);
+    if (!status.ok() || !ack.applied()) {
+      failed.push_back(name + " (" + (status.ok() ? ack.error() : status.error_message()) + ")");
+    }
+  }
+  if (failed.empty()) return true;
+  *error = "not confirmed by";
+  for (const std::string& f : failed) *error += " " + f;
+  return false;
+}
+
+peer::ReservationResult Agent::ApplyPeerReservation(const std::string& volume, uint64_t version,
+                                                    const std::string& state_json) {
+  std::shared_ptr<reservation::LocalPersistentReservations> policy;
+  {
+    std::lock_guard lock(pr_mu_);
+    auto it = pr_policies_.find(volume);
+    if (it != pr_policies_.end()) policy = it->second.lock();
+  }
+  // Not served here: there is no copy to update (opening it later reads the VIOSVolume).
+  if (!policy) return peer::ReservationResult{true, version, ""};
+  std::string error;
+  bool applied = policy->Apply(version, state_json, &error);
+  return peer::ReservationResult{applied, version, error};
+}
+
 void Agent::JoinCluster() {
   const ClusterMembershipConfig& m = *config_.cluster;
   kube::Config kube_config;
@@ -54,6 +181,10 @@ void Agent::JoinCluster() {
   kube::RetryPolicy retry;
   retry.max_attempts = 1;  // The cluster loop retries on its own schedule.
   kube_ = std::make_unique<kube::Client>(kube_config, retry);
+  kube::RetryPolicy pr_retry;
+  pr_retry.max_attempts = 2;
+  pr_client_ = std::make_shared<kube::Client>(kube_config, pr_retry);
+  pr_notifier_ = std::make_unique<PeerReservationNotifier>(this);
   bus_->RegisterListenerForAll("log", [](const events::Message& message) {
     VIOS_LOG(kInfo, "cluster message")
         .Field("type", events::MessageTypeName(message.type))
@@ -109,7 +240,10 @@ void Agent::LeaveCluster() {
       }
     }
   }
-  peer_links_.clear();
+  {
+    std::lock_guard links_lock(peer_links_mu_);
+    peer_links_.clear();
+  }
   kube_.reset();
 }
 
@@ -266,6 +400,10 @@ void Agent::EnsurePeerServer() {
     }
     return out;
   };
+  options.reservation_applier = [this](const std::string& volume, uint64_t version,
+                                       const std::string& state_json, const std::string&) {
+    return ApplyPeerReservation(volume, version, state_json);
+  };
   options.local_devices = [this](const std::string& pool,
                                  const std::string& backend) -> backend::BlockDevice* {
     router::Router* router = FindRouter(pool, backend);
@@ -299,10 +437,16 @@ void Agent::SyncPeerPaths() {
   for (const auto& [name, peer] : view.peers) {
     if (!peer.peer_address.empty() && peer.state != "Leaving") wanted[name] = peer.peer_address;
   }
+  std::lock_guard links_lock(peer_links_mu_);
+  std::set<std::string> replaced;  // Members whose address changed: their paths use old channels.
   for (auto it = peer_links_.begin(); it != peer_links_.end();) {
     auto w = wanted.find(it->first);
-    it = (w == wanted.end() || w->second != it->second.address) ? peer_links_.erase(it)
-                                                                : std::next(it);
+    if (w != wanted.end() && w->second == it->second.address) {
+      ++it;
+      continue;
+    }
+    if (w != wanted.end()) replaced.insert(it->first);
+    it = peer_links_.erase(it);
   }
   for (const auto& [name, address] : wanted) {
     if (peer_links_.count(name)) continue;
@@ -321,7 +465,7 @@ void Agent::SyncPeerPaths() {
       if (path == router->Paths().front()) continue;
       const std::string member = path->Name().substr(5);  // "peer:<member>"
       auto link = peer_links_.find(member);
-      if (link == peer_links_.end()) {
+      if (link == peer_links_.end() || replaced.count(member)) {
         router->RemovePath(path->Name());
         VIOS_LOG(kInfo, "peer path removed").Field("backend", router->name()).Field("peer", member);
       } else {

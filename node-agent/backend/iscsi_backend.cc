@@ -5,6 +5,7 @@
 #include <iscsi/scsi-lowlevel.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -166,6 +167,7 @@ void IscsiBackend::Run() {
       drop_ = false;
       iscsi_context* dead = iscsi_;
       iscsi_ = nullptr;
+      AbortSocket(dead);
       iscsi_destroy_context(dead);  // Cancels commands in flight: they complete with ENOTCONN.
     }
   }
@@ -211,6 +213,19 @@ void IscsiBackend::StartConnect() {
                                &IscsiBackend::ConnectCallback, this) != 0) {
     DropContext("connect failed", iscsi_get_error(iscsi_));
   }
+}
+
+// AbortSocket makes the coming close(2) of a dropped session's socket a reset (SO_LINGER 0):
+// the kernel discards what it has not sent yet. Otherwise, once a cut link returns, it would
+// still deliver writes the router already completed through a peer, and the SAN would apply
+// them over newer data.
+void IscsiBackend::AbortSocket(iscsi_context* iscsi) {
+  const int fd = iscsi_get_fd(iscsi);
+  if (fd < 0) return;
+  struct linger abort_on_close {};
+  abort_on_close.l_onoff = 1;
+  abort_on_close.l_linger = 0;
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
 }
 
 void IscsiBackend::ResetSession(const std::string& why) {

@@ -80,6 +80,7 @@ class IscsiBackend final : public BlockDevice {
   void Run();
   void StartConnect();
   void DropContext(const char* why, const std::string& detail);
+  static void AbortSocket(iscsi_context* iscsi);
   void Issue(IoRequest* request);
   void IssueStep(Op* op);
   void OpDone(Op* op, int status, void* task);

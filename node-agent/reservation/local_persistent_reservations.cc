@@ -47,7 +47,18 @@ bool LocalPersistentReservations::Init(std::string* error) {
   StoredPrState stored;
   const Clock::time_point asked = Clock::now();
   if (!store_->Load(&stored, error)) {
-    return false;
+    if (!cluster_) {
+      return false;
+    }
+    // Cluster mode with the store unreachable (an agent restarted during an API outage): start
+    // with an empty, unconfirmed copy. Allows() treats every nexus as fenced until the
+    // refresher (or the peers' answers) confirm a copy, so nothing is permitted on stale state;
+    // commands that never conflict (INQUIRY, REPORT LUNS, ...) are served meanwhile.
+    VIOS_LOG(kWarning, "reservation state unreachable: starting unconfirmed (fenced)")
+        .Field("volume", options_.volume)
+        .Field("error", *error);
+    StartThreads();
+    return true;
   }
   PrState state = stored.state;
   if (!cluster_) {

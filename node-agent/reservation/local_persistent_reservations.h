@@ -104,7 +104,8 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   // Init loads the stored state. Local mode: without APTPL only the generation survives a
   // restart (SPC-4 §5.13.4: an agent restart is the LU's power loss); SPC-2 reservations never
   // survive. Cluster mode: the state is the cluster's and is kept whole (an agent restart is not a
-  // power loss of a LU other agents still serve); starts the worker and refresher threads.
+  // power loss of a LU other agents still serve); starts the worker and refresher threads, and
+  // when the store is unreachable starts with an unconfirmed (fenced) copy instead of failing.
   bool Init(std::string* error);
 
   // Sinks are called after the state changed, outside the state lock, before the command

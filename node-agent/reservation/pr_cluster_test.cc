@@ -244,6 +244,21 @@ TEST_F(PrClusterTest, UnconfirmedCopyFencesEveryWriterAndPrinIsRetryable) {
   EXPECT_EQ(a_->pr->State().registrations.size(), 1u);
 }
 
+TEST_F(PrClusterTest, StartingWithTheStoreUnreachableIsFencedUntilConfirmed) {
+  // An agent restarted during an API outage: Init succeeds, but nothing is permitted on a copy
+  // nobody confirmed; TEST UNIT READY still passes; the first successful read lifts the fence.
+  a_down_ = true;
+  a_ = MakeAgent(kPortA, Options(nullptr), &a_down_);
+  EXPECT_FALSE(a_->pr->Confirmed());
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kReservationConflict);
+  EXPECT_EQ(a_->Io(1, 0x00), scsi::Status::kGood);
+  a_down_ = false;
+  std::string error;
+  ASSERT_TRUE(a_->pr->Refresh(&error)) << error;
+  EXPECT_TRUE(a_->pr->Confirmed());
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kGood);
+}
+
 TEST_F(PrClusterTest, UnconfirmedPeerWaitsOutTheLeaseBeforeGood) {
   a_ = MakeAgent(kPortA, Options(&to_b_, 400ms), &a_down_);
   b_ = MakeAgent(kPortB, Options(&to_a_, 400ms), &b_down_);
