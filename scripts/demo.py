@@ -93,6 +93,7 @@ def main():
             pool["backends"] = [{"name": "san0", "iscsi": {
                 "portal": "127.77.1.2:3260", "iqn": san_iqn, "lun": 1}}]
         else:
+            os.makedirs(os.path.join(workdir, "pool"))
             pool["backends"] = [{"name": "file0", "file": {
                 "path": os.path.join(workdir, "pool", "pool0.img"), "size": "8Gi"}}]
         cluster = {"apiVersion": "vios.dev/v1alpha1", "kind": "VIOSCluster",
@@ -111,8 +112,13 @@ def main():
             agent.start()
             cleanup.append(agent.stop)
             agents[name] = agent
-        wait_until(lambda: [m.get("status", {}).get("state") for m in get_json(
-            cp, "-n", ns, "viosmembers")["items"]] == ["Up"] * 3, 90, "three members Up")
+        def healthy():
+            members = get_json(cp, "-n", ns, "viosmembers")["items"]
+            return len(members) == 3 and all(
+                m.get("status", {}).get("state") == "Up" and m["status"].get("paths") and all(
+                    p.get("state") == "Healthy" for p in m["status"]["paths"])
+                for m in members)
+        wait_until(healthy, 120, "three members Up with their pool open")
 
         say("the vios-csi controller, and agent-a's CSI node plugin")
         cp.kubectl("apply", "-f", "-", input=json.dumps(

@@ -210,7 +210,11 @@ class ClusterAgentProc:
         os.makedirs(self.workdir, exist_ok=True)
         self._log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         log = open(self.log_path, "a")
-        self.proc = self.host.popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
+        # nsenter, not `ip netns exec`: that one also unshares the mount namespace, and the
+        # agent's FUSE exports must be visible to the node plugin (losetup) here.
+        self.proc = subprocess.Popen(
+            ["nsenter", "--net=/var/run/netns/%s" % self.host.name, *self.argv()], stdout=log,
+            stderr=subprocess.STDOUT)
         log.close()
         if wait:
             self.wait_log('"msg":"agent started"', 60)
