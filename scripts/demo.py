@@ -174,8 +174,11 @@ def main():
         a = agents["agent-a"]
         metrics = a.metrics().splitlines()
         say("a metrics excerpt (agent-a, http://%s:%d/metrics)" % (a.address, a.metrics_port))
-        shown = [l for l in metrics if l.startswith(("vios_io_operations_total{",
-                                                      "vios_path_health{", "vios_port_sessions"))]
+        shown = [l for l in metrics
+                 if l.startswith(("vios_io_operations_total{", "vios_io_bytes_total{"))
+                 and 'scope="backend"' in l]
+        # One line per path: the state it is in (the gauge is 1 for the current state).
+        shown += [l for l in metrics if l.startswith("vios_path_health{") and l.endswith(" 1")]
         print("\n".join(shown[:12]))
 
         kubectl = lib_csi.tool_path("kubectl")
