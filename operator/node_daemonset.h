@@ -29,7 +29,7 @@ struct NodeDaemonSetOptions {
   std::string default_image = "ghcr.io/vios-dev/vios:latest";  // agent + CSI plugin image
   std::string registrar_image = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0";
   std::string service_account = "vios-agent";
-  std::string csi_driver_name = "vios.dev";
+  std::string csi_driver_name = "csi.vios.dev";  // the CSIDriver name vios-csi reports
   std::string kubelet_dir = "/var/lib/kubelet";
   AgentPorts ports;
 };

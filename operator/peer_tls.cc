@@ -99,7 +99,11 @@ WallTime PeerTls::EnsureCa(const json& cluster) {
   }
   // Create, or rotate: the new CA goes first in the bundle, the old one stays while valid so
   // that members with old certificates are still trusted during the rollover.
-  CertificateAuthority ca = CreateCa("vios-peer-ca " + ns + "/" + name, now, options_.ca_validity);
+  // X.509 limits a common name to 64 characters (RFC 5280 ub-common-name); long namespace and
+  // cluster names are cut (the name is informative: trust comes from the key).
+  std::string common_name = "vios-peer-ca " + ns + "/" + name;
+  if (common_name.size() > 64) common_name.resize(64);
+  CertificateAuthority ca = CreateCa(common_name, now, options_.ca_validity);
   std::string bundle = ca.cert_pem;
   if (current && current->is_ca && now < current->not_after) {
     bundle += SecretString(*secret, "tls.crt");
