@@ -50,37 +50,24 @@ class Fabric:
         self.hub.sh("ip link add br0 type bridge && ip link set br0 up")
         self.prefix = subnet_prefix
         self.hosts = []
-        self.ports = {}  # host name -> (host-side ifname)
 
     def host(self, role, address):
+        """A new host (network namespace) on this network."""
         h = netns.Host(role)
-        n = uuid.uuid4().hex[:6]
-        h_if, hub_if = "e%s" % n, "h%s" % n
-        subprocess.run(["ip", "link", "add", h_if, "type", "veth", "peer", "name", hub_if],
-                       check=True, capture_output=True)
-        subprocess.run(["ip", "link", "set", hub_if, "netns", self.hub.name], check=True,
-                       capture_output=True)
-        subprocess.run(["ip", "link", "set", h_if, "netns", h.name], check=True,
-                       capture_output=True)
-        self.hub.sh("ip link set %s master br0 && ip link set %s up" % (hub_if, hub_if))
-        h.sh("sysctl -qw net.ipv4.conf.%s.route_localnet=1 && ip addr add %s/%d dev %s && "
-             "ip link set %s up" % (h_if, address, self.prefix, h_if, h_if))
-        h.links.append(h_if)
         h.address = address
-        h.fabric_if = h_if
+        h.fabric_if = self.attach(h, address)
         self.hosts.append(h)
         return h
 
     def attach(self, h, address):
-        """Attaches an existing host (a second network, e.g. the SAN) with another address."""
+        """Attaches a host to this network with address (a second network: the SAN); returns
+        the host-side interface name."""
         n = uuid.uuid4().hex[:6]
         h_if, hub_if = "e%s" % n, "h%s" % n
-        subprocess.run(["ip", "link", "add", h_if, "type", "veth", "peer", "name", hub_if],
-                       check=True, capture_output=True)
-        subprocess.run(["ip", "link", "set", hub_if, "netns", self.hub.name], check=True,
-                       capture_output=True)
-        subprocess.run(["ip", "link", "set", h_if, "netns", h.name], check=True,
-                       capture_output=True)
+        for argv in (["link", "add", h_if, "type", "veth", "peer", "name", hub_if],
+                     ["link", "set", hub_if, "netns", self.hub.name],
+                     ["link", "set", h_if, "netns", h.name]):
+            subprocess.run(["ip", *argv], check=True, capture_output=True)
         self.hub.sh("ip link set %s master br0 && ip link set %s up" % (hub_if, hub_if))
         h.sh("sysctl -qw net.ipv4.conf.%s.route_localnet=1 && ip addr add %s/%d dev %s && "
              "ip link set %s up" % (h_if, address, self.prefix, h_if, h_if))
