@@ -111,7 +111,9 @@ void Connection::ReadSocket() {
 }
 
 void Connection::Dispatch(const Pdu& pdu) {
-  if (logout_sent_) return;  // Nothing is processed after a Logout Response (§11.15).
+  // Nothing is processed after a Logout Request (§11.14: the initiator sends no more requests)
+  // or its response (§11.15).
+  if (logout_sent_ || logout_deferred_) return;
   Opcode op = pdu.bhs.opcode();
   if (!session_) {
     if (op != Opcode::kLoginRequest) {
@@ -277,6 +279,7 @@ void Connection::DrainCompletions() {
     Respond(task);
     MaybeReleaseTask(task);
   }
+  MaybeSendDeferredLogout();
   AfterEvents();
 }
 

@@ -11,8 +11,11 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +64,10 @@ class Connection : public net::Watcher, public scsi::TaskCompletion {
   void Close(std::string_view reason);
   // Tick runs keep-alive and login timeouts (loop timer).
   void Tick(uint64_t now_ms);
+  // AbortForOtherNexus aborts this connection's tasks (all, or those for lun) because of another
+  // nexus's task management or PREEMPT AND ABORT: silently (TAS=0), then done runs once the Device
+  // has returned them. Loop thread only (Server::HandleFor posts here).
+  void AbortForOtherNexus(std::optional<uint64_t> lun, std::function<void()> done);
 
  private:
   class CompletionWatcher : public net::Watcher {
@@ -126,10 +133,14 @@ class Connection : public net::Watcher, public scsi::TaskCompletion {
   // task_management.cc
   void HandleTaskManagement(const Pdu& pdu);
   void AbortTask(IscsiTask* task, PendingTmf* tmf);
+  void AbortThirdParties(PendingTmf* tmf, std::optional<uint64_t> lun);
+  void ThirdPartyAbortDone(uint32_t tmf_itt);
   void FinishTmf(PendingTmf* tmf);
 
   // logout.cc
   void HandleLogout(const Pdu& pdu);
+  void SendLogoutResponse(uint32_t itt, LogoutResponse response);
+  void MaybeSendDeferredLogout();
 
   // nop.cc
   void HandleNopOut(const Pdu& pdu);
@@ -177,6 +188,7 @@ class Connection : public net::Watcher, public scsi::TaskCompletion {
   IscsiTask* done_head_ = nullptr;  // Guarded by done_mu_.
 
   std::array<PendingTmf, 8> tmfs_{};
+  std::list<PendingTmf> external_tmfs_;  // Aborts on behalf of other nexuses (stable addresses).
 
   // Text response continuation (§11.11: C bit, TTT).
   std::vector<uint8_t> text_pending_;
@@ -190,6 +202,10 @@ class Connection : public net::Watcher, public scsi::TaskCompletion {
   uint32_t ping_ttt_ = 0;
   bool ping_outstanding_ = false;
   bool logout_sent_ = false;
+  // A Logout that arrives while tasks are in the Device is answered once they are back (their
+  // responses go first), so a clean logout loses no command the Device completed.
+  bool logout_deferred_ = false;
+  uint32_t logout_itt_ = 0;
 };
 
 // DecodeLun turns the 8-byte LUN field into a LUN number (SAM-5 §4.6.4/§4.6.5: peripheral and

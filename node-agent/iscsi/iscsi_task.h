@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -99,8 +100,11 @@ struct PendingTmf {
   uint32_t itt = 0;
   uint8_t function = 0;
   uint64_t raw_lun = 0;
-  uint32_t waiting = 0;
+  uint32_t waiting = 0;  // Aborted tasks (ours and, as connections, third parties') not yet back.
   bool active = false;
+  // Set for an abort on behalf of another nexus (Connection::AbortForOtherNexus): run instead of
+  // sending a TMF response.
+  std::function<void()> external_done{};
 };
 
 }  // namespace vios::iscsi

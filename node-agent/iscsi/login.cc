@@ -167,7 +167,8 @@ bool Connection::EnterFullFeature(LoginStatus* status) {
   entry.target = login_.target ? login_.target->iqn() : std::string();
   entry.closer = server_->CloserFor(loop_, id_);
   if (login_.target) {
-    if (!login_.target->Attach(id_, entry.closer)) {
+    std::string initiator_port = login_.initiator_name + ",i,0x" + FormatIsid(login_.isid);
+    if (!login_.target->Attach(id_, server_->HandleFor(loop_, id_, std::move(initiator_port)))) {
       *status = LoginStatus::kTargetRemoved;
       return false;
     }

@@ -1,5 +1,7 @@
 // Logout Request/Response (RFC 7143 §11.14, §11.15). Closing the session or this connection is
-// the same with MaxConnections=1; connection recovery (reason 2) needs ERL2 and is refused.
+// the same with MaxConnections=1; connection recovery (reason 2) needs ERL2 and is refused. A
+// logout that arrives while commands are still in the Device is answered after their responses
+// (§11.14 lets the target complete outstanding commands first), so none is silently lost.
 #include "common/log/log.h"
 #include "node-agent/iscsi/connection.h"
 
@@ -19,12 +21,31 @@ void Connection::HandleLogout(const Pdu& pdu) {
     SendReject(bhs, RejectReason::kInvalidPduField);
     return;
   }
+  if (response == LogoutResponse::kSuccess && in_device_ > 0) {
+    // §11.14: the initiator sends nothing more on this connection; answer when the Device is done.
+    logout_deferred_ = true;
+    logout_itt_ = bhs.itt();
+    VIOS_LOG(kInfo, "iscsi logout waits for commands in flight")
+        .Field("initiator", session_->initiator_name())
+        .Field("in_flight", in_device_);
+    return;
+  }
+  SendLogoutResponse(bhs.itt(), response);
+}
+
+void Connection::MaybeSendDeferredLogout() {
+  if (!logout_deferred_ || in_device_ > 0 || closing_) return;
+  logout_deferred_ = false;
+  SendLogoutResponse(logout_itt_, LogoutResponse::kSuccess);
+}
+
+void Connection::SendLogoutResponse(uint32_t itt, LogoutResponse response) {
   OutPdu* out = NewOut();
   Bhs& r = out->bhs();
   r.SetOpcode(Opcode::kLogoutResponse);
   r.SetFlags(0x80);
   r.bytes[2] = static_cast<uint8_t>(response);
-  r.SetItt(bhs.itt());
+  r.SetItt(itt);
   // Time2Wait / Time2Retain = 0: nothing to wait for, nothing retained at ERL0.
   r.SetField16(40, 0);
   r.SetField16(42, 0);

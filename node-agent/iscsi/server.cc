@@ -155,13 +155,35 @@ void Server::Adopt(Loop* loop, int fd, PortalInfo portal) {
   ++connections_;
 }
 
+void Server::PostTo(Loop* loop, uint64_t id, std::function<void(Connection*)> fn) {
+  loop->thread.loop().Post([loop, id, fn = std::move(fn)] {
+    auto it = loop->connections.find(id);
+    fn(it == loop->connections.end() ? nullptr : it->second.get());
+  });
+}
+
 std::function<void()> Server::CloserFor(Loop* loop, uint64_t id) {
   return [loop, id] {
-    loop->thread.loop().Post([loop, id] {
-      auto it = loop->connections.find(id);
-      if (it != loop->connections.end()) it->second->Close("closed by the target");
+    PostTo(loop, id, [](Connection* c) {
+      if (c != nullptr) c->Close("closed by the target");
     });
   };
+}
+
+ConnectionHandle Server::HandleFor(Loop* loop, uint64_t id, std::string initiator_port) {
+  ConnectionHandle handle;
+  handle.initiator_port = std::move(initiator_port);
+  handle.close = CloserFor(loop, id);
+  handle.abort = [loop, id](std::optional<uint64_t> lun, std::function<void()> done) {
+    PostTo(loop, id, [lun, done = std::move(done)](Connection* c) mutable {
+      if (c == nullptr) {
+        done();
+      } else {
+        c->AbortForOtherNexus(lun, std::move(done));
+      }
+    });
+  };
+  return handle;
 }
 
 void Server::Finished(Loop* loop, uint64_t id) {

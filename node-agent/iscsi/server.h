@@ -80,6 +80,10 @@ class Server {
   };
   // CloserFor returns a function that closes connection id on loop from any thread.
   std::function<void()> CloserFor(Loop* loop, uint64_t id);
+  // HandleFor returns the Target's handle on connection id (close and abort from any thread).
+  ConnectionHandle HandleFor(Loop* loop, uint64_t id, std::string initiator_port);
+  // PostTo runs fn on loop's thread with connection id, if it still exists.
+  static void PostTo(Loop* loop, uint64_t id, std::function<void(Connection*)> fn);
   // Finished destroys a fully drained connection (posted to its loop).
   void Finished(Loop* loop, uint64_t id);
 

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +49,18 @@ struct TargetConfig {
   std::vector<uint16_t> portal_groups;
 };
 
+// ConnectionHandle is what a Target may do to a connection attached to it, from any thread. Both
+// functions post to the connection's event loop; on a connection that is already gone they do
+// nothing (abort still calls done).
+struct ConnectionHandle {
+  std::string initiator_port;  // The session's scsi::Nexus::initiator_port ("<name>,i,0x<ISID>").
+  std::function<void()> close;
+  // abort(lun, done) aborts the connection's tasks (all, or those addressed to lun) on behalf of
+  // another I_T nexus: no response is sent for them (TAS=0, SAM-5 §5.6), and done runs once the
+  // Device has returned every one of them.
+  std::function<void(std::optional<uint64_t> lun, std::function<void()> done)> abort;
+};
+
 class Target {
  public:
   Target(TargetConfig config, scsi::Device* device);
@@ -60,10 +74,23 @@ class Target {
   bool OnPortalGroup(uint16_t tpgt) const;
 
   // Connection accounting so removal can wait until nothing uses the Device any more.
-  // Attach registers a closer (run from any thread to close that connection) and fails once the
-  // target is removed; Detach is called when the connection and all its tasks are gone.
-  bool Attach(uint64_t connection_key, std::function<void()> closer);
+  // Attach registers a connection's handle and fails once the target is removed; Detach is called
+  // when the connection and all its tasks are gone.
+  bool Attach(uint64_t connection_key, ConnectionHandle handle);
   void Detach(uint64_t connection_key);
+  // AbortTasksOf aborts every task of the sessions whose initiator port is initiator_port (the
+  // victims of PREEMPT AND ABORT, SPC-4, "Preempting and aborting") and waits until the Device has
+  // returned them, so none of them can still change the medium. False if timeout passed first. Do
+  // not call it from an event loop thread.
+  bool AbortTasksOf(std::string_view initiator_port, std::chrono::milliseconds timeout);
+  // AbortOthers aborts the tasks of every connection except except_key (all tasks, or those for
+  // lun): the third-party part of CLEAR TASK SET, LOGICAL UNIT RESET and target resets. one_done
+  // runs once per affected connection when its tasks are back; returns how many there are.
+  size_t AbortOthers(uint64_t except_key, std::optional<uint64_t> lun,
+                     const std::function<void()>& one_done);
+  // CloseOthers closes every connection except except_key (TARGET COLD RESET ends all sessions,
+  // RFC 7143 §11.5.1).
+  void CloseOthers(uint64_t except_key);
   // Remove closes every attached connection and waits until all have detached. Do not call it
   // from an event loop thread.
   void Remove();
@@ -76,7 +103,7 @@ class Target {
   std::atomic<bool> removed_{false};
   std::mutex mu_;
   std::condition_variable idle_;
-  std::map<uint64_t, std::function<void()>> attached_;  // Guarded by mu_.
+  std::map<uint64_t, ConnectionHandle> attached_;  // Guarded by mu_.
 };
 
 // TargetRegistry maps IQN to Target. Thread-safe.
@@ -89,6 +116,10 @@ class TargetRegistry {
   // Remove unregisters the target, closes its sessions and waits for their in-flight commands;
   // afterwards the target's Device is no longer used. False if unknown.
   bool Remove(std::string_view iqn);
+  // AbortTasksOf runs Target::AbortTasksOf on the target of a SCSI target port name
+  // ("<iqn>,t,0x<tag>", scsi::Nexus::target_port). True when that port is not served here.
+  bool AbortTasksOf(std::string_view target_port, std::string_view initiator_port,
+                    std::chrono::milliseconds timeout) const;
 
  private:
   mutable std::mutex mu_;

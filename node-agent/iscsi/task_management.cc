@@ -16,6 +16,22 @@ constexpr uint8_t kTargetWarmReset = 6;
 constexpr uint8_t kTargetColdReset = 7;
 constexpr uint8_t kTaskReassign = 8;
 
+// Reservation commands do not touch the medium and may be queued behind the very PREEMPT AND
+// ABORT that aborts them (one PR worker per volume): they are aborted without being waited for.
+bool IsReservationCommand(uint8_t opcode) {
+  switch (opcode) {
+    case 0x16:  // RESERVE(6)
+    case 0x17:  // RELEASE(6)
+    case 0x56:  // RESERVE(10)
+    case 0x57:  // RELEASE(10)
+    case 0x5e:  // PERSISTENT RESERVE IN
+    case 0x5f:  // PERSISTENT RESERVE OUT
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 void Connection::AbortTask(IscsiTask* task, PendingTmf* tmf) {
@@ -24,10 +40,10 @@ void Connection::AbortTask(IscsiTask* task, PendingTmf* tmf) {
       ReleaseTask(task);  // Never reached the Device.
       break;
     case IscsiTask::State::kSubmitted:
-      if (!task->aborted) {
+      if (!task->aborted) {  // tmf may be null: aborted, but nobody waits for it.
         task->aborted = true;
         task->tmf = tmf;
-        ++tmf->waiting;
+        if (tmf != nullptr) ++tmf->waiting;
       }
       break;
     default:
@@ -74,16 +90,21 @@ void Connection::HandleTaskManagement(const Pdu& pdu) {
     case kClearTaskSet:
     case kLogicalUnitReset:
     case kTargetWarmReset:
-    case kTargetColdReset:
+    case kTargetColdReset: {
+      const bool whole_target =
+          view.function() == kTargetWarmReset || view.function() == kTargetColdReset;
       for (IscsiTask* t = active_head_; t != nullptr;) {
         IscsiTask* next = t->active_next;
-        if (view.function() == kTargetWarmReset || view.function() == kTargetColdReset ||
-            DecodeLun(t->raw_lun) == lun) {
-          AbortTask(t, tmf);
-        }
+        if (whole_target || DecodeLun(t->raw_lun) == lun) AbortTask(t, tmf);
         t = next;
       }
+      // ABORT TASK SET is this nexus's own; the others reach every nexus's tasks (SAM-5 §7.3,
+      // §7.6, §7.7; RFC 7143 §4.2.3.2): the response waits for those too.
+      if (view.function() != kAbortTaskSet) {
+        AbortThirdParties(tmf, whole_target ? std::nullopt : std::optional<uint64_t>(lun));
+      }
       break;
+    }
     case kClearAca:
       response = TmfResponse::kNotSupported;
       break;
@@ -113,7 +134,53 @@ void Connection::HandleTaskManagement(const Pdu& pdu) {
   if (tmf->waiting == 0) FinishTmf(tmf);
 }
 
+void Connection::AbortThirdParties(PendingTmf* tmf, std::optional<uint64_t> lun) {
+  Server::Loop* loop = loop_;
+  uint64_t id = id_;
+  uint32_t itt = tmf->itt;
+  tmf->waiting += static_cast<uint32_t>(session_->target()->AbortOthers(id_, lun, [loop, id, itt] {
+    Server::PostTo(loop, id, [itt](Connection* c) {
+      if (c != nullptr) c->ThirdPartyAbortDone(itt);
+    });
+  }));
+}
+
+void Connection::ThirdPartyAbortDone(uint32_t tmf_itt) {
+  for (PendingTmf& tmf : tmfs_) {
+    if (tmf.active && tmf.itt == tmf_itt && tmf.waiting > 0) {
+      if (--tmf.waiting == 0) FinishTmf(&tmf);
+      AfterEvents();
+      return;
+    }
+  }
+}
+
+void Connection::AbortForOtherNexus(std::optional<uint64_t> lun, std::function<void()> done) {
+  PendingTmf& tmf = external_tmfs_.emplace_back();
+  tmf.active = true;
+  tmf.external_done = std::move(done);
+  for (IscsiTask* t = active_head_; t != nullptr;) {
+    IscsiTask* next = t->active_next;
+    if (!lun.has_value() || DecodeLun(t->raw_lun) == *lun) {
+      const bool medium = t->cdb_length == 0 || !IsReservationCommand(t->cdb[0]);
+      AbortTask(t, medium ? &tmf : nullptr);
+    }
+    t = next;
+  }
+  VIOS_LOG(kInfo, "iscsi tasks aborted by another nexus")
+      .Field("initiator", session_ ? session_->initiator_name() : std::string())
+      .Field("waiting", tmf.waiting);
+  if (tmf.waiting == 0) FinishTmf(&tmf);
+  AfterEvents();
+}
+
 void Connection::FinishTmf(PendingTmf* tmf) {
+  if (tmf->external_done) {  // On behalf of another nexus: nothing to answer on this one.
+    std::function<void()> done = std::move(tmf->external_done);
+    external_tmfs_.remove_if([tmf](const PendingTmf& t) { return &t == tmf; });
+    done();
+    return;
+  }
   TmfResponse response = TmfResponse::kComplete;
   uint8_t function = tmf->function;
   if (!closing_ && (function == kClearTaskSet || function == kLogicalUnitReset ||
@@ -139,6 +206,8 @@ void Connection::FinishTmf(PendingTmf* tmf) {
     out->close_after = function == kTargetColdReset;
     if (out->close_after) logout_sent_ = true;  // Nothing more is processed on this connection.
     Enqueue(out, true);
+    // A cold reset ends every session of the target, not only this one (RFC 7143 §11.5.1).
+    if (function == kTargetColdReset) session_->target()->CloseOthers(id_);
   }
   tmf->active = false;
 }
