@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 
 #include "common/log/log.h"
 
@@ -38,7 +39,33 @@ struct IscsiBackend::Op {
   scsi_iovec iov{};
   unmap_list unmap{};
   IscsiBackend* backend = nullptr;
+  // Reads and writes reuse this task (libiscsi's *_task helpers malloc one per command); the
+  // data moves through iov, so libiscsi allocates nothing for it beyond its cached PDUs.
+  scsi_task task{};
 };
+
+namespace {
+
+// PrepareReadWrite16 fills op's own task with a READ(16) or WRITE(16) CDB (SBC-3 §5.16, §5.40)
+// over op->iov.
+void PrepareReadWrite16(IscsiBackend::Op* op, bool write, uint64_t lba, uint32_t blocks,
+                        uint32_t bytes) {
+  scsi_task& t = op->task;
+  t = scsi_task{};
+  t.cdb_size = 16;
+  t.cdb[0] = write ? 0x8a : 0x88;
+  for (int i = 0; i < 8; ++i) t.cdb[2 + i] = static_cast<unsigned char>(lba >> (56 - 8 * i));
+  for (int i = 0; i < 4; ++i) t.cdb[10 + i] = static_cast<unsigned char>(blocks >> (24 - 8 * i));
+  t.xfer_dir = write ? SCSI_XFER_WRITE : SCSI_XFER_READ;
+  t.expxferlen = static_cast<int>(bytes);
+  if (write) {
+    scsi_task_set_iov_out(&t, &op->iov, 1);
+  } else {
+    scsi_task_set_iov_in(&t, &op->iov, 1);
+  }
+}
+
+}  // namespace
 
 IscsiBackend::IscsiBackend(IscsiBackendOptions options)
     : options_(std::move(options)), backoff_(options_.backoff_initial) {}
@@ -205,6 +232,7 @@ void IscsiBackend::StartConnect() {
   // We reconnect ourselves: a lost connection cancels the commands in flight (-ENOTCONN, a path
   // error the router can act on) instead of parking them inside libiscsi for an unbounded time.
   iscsi_set_noautoreconnect(iscsi_, 1);
+  iscsi_set_cache_allocations(iscsi_, 1);  // PDUs from libiscsi's free lists, not malloc.
   if (options_.command_timeout_seconds > 0) {
     iscsi_set_timeout(iscsi_, options_.command_timeout_seconds);
   }
@@ -329,17 +357,20 @@ void IscsiBackend::IssueStep(Op* op) {
   scsi_task* task = nullptr;
   switch (r->op) {
     case IoOp::kRead:
+    case IoOp::kWrite: {
+      const bool write = r->op == IoOp::kWrite;
       op->chunk = left;
-      op->iov = {r->read_buffer.data(), r->read_buffer.size()};
-      task = iscsi_read16_iov_task(iscsi_, lun, lba, static_cast<uint32_t>(left), bs, 0, 0, 0, 0, 0,
-                                   &IscsiBackend::CommandCallback, op, &op->iov, 1);
+      op->iov =
+          write ? scsi_iovec{const_cast<uint8_t*>(r->write_buffer.data()), r->write_buffer.size()}
+                : scsi_iovec{r->read_buffer.data(), r->read_buffer.size()};
+      PrepareReadWrite16(op, write, lba, static_cast<uint32_t>(left / bs),
+                         static_cast<uint32_t>(left));
+      if (iscsi_scsi_command_async(iscsi_, lun, &op->task, &IscsiBackend::CommandCallback, nullptr,
+                                   op) == 0) {
+        task = &op->task;
+      }
       break;
-    case IoOp::kWrite:
-      op->chunk = left;
-      op->iov = {const_cast<uint8_t*>(r->write_buffer.data()), r->write_buffer.size()};
-      task = iscsi_write16_iov_task(iscsi_, lun, lba, nullptr, static_cast<uint32_t>(left), bs, 0,
-                                    0, 0, 0, 0, &IscsiBackend::CommandCallback, op, &op->iov, 1);
-      break;
+    }
     case IoOp::kFlush:
       op->chunk = 0;
       task = iscsi_synchronizecache16_task(iscsi_, lun, 0, 0, 0, 0, &IscsiBackend::CommandCallback,
@@ -416,7 +447,10 @@ void IscsiBackend::OpDone(Op* op, int status, void* data) {
       result = -ENOTCONN;
       break;
   }
-  if (task != nullptr) {
+  if (task == &op->task) {
+    std::free(task->datain.data);  // Sense data on CHECK CONDITION: a plain malloc in libiscsi.
+    task->datain.data = nullptr;
+  } else if (task != nullptr) {
     scsi_free_scsi_task(task);
   }
   if (retry && iscsi_ != nullptr && !stop_.load()) {
