@@ -322,6 +322,12 @@ Agent::VolumeState& Agent::OpenVolumeLocked(const std::string& id, const std::st
       }
     }
   });
+  // PREEMPT AND ABORT: the victim's commands on this agent end before the PR OUT (or, for a
+  // peer's, before this agent's acknowledgement) completes. A victim whose I/O is held longer
+  // (path lost) makes the executing agent wait out the copy's lease instead (reservation/README).
+  reservations->SetAbortSink([this](const reservation::PrPort& victim) {
+    targets_.AbortTasksOf(victim.targetPort, victim.InitiatorPort(), std::chrono::seconds(10));
+  });
   auto lu = std::make_shared<scsi::LogicalUnit>(volume.get(), lu_config, reservations.get());
   collector_->AddIo("volume", id, &lu->counters(), lu);
   VIOS_LOG(kInfo, "volume ready")
