@@ -11,7 +11,15 @@
 // through their own IscsiBackend session (libiscsi), as in the e2e, and "local" is A's iSCSI
 // session while "peer" is A -> B (gRPC, mTLS) -> B's iSCSI session.
 //
-//   vios-peer-path-bench [--san] [--file PATH] [--size-mib N] [--seconds S] [--qd N] [--json]
+//   vios-peer-path-bench [--san] [--unary] [--workload NAME] [--file PATH] [--size-mib N]
+//                        [--seconds S] [--rounds R] [--qd N] [--json]
+//
+// --rounds R alternates local and peer R times within --seconds per mode (fairer on a loaded
+// machine).
+//
+// --unary forwards with one ExecuteIo call per I/O instead of the IoStream (the transport before
+// issue #7's stream), for comparison.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -140,8 +148,11 @@ int main(int argc, char** argv) {
   uint64_t size_mib = 256;
   int seconds = 5;
   unsigned qd = 16;
+  int rounds = 1;
   bool json = false;
   bool san = false;
+  bool unary = false;
+  std::string only;  // one workload by name
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -157,10 +168,16 @@ int main(int argc, char** argv) {
       json = true;
     } else if (a == "--san") {
       san = true;
+    } else if (a == "--rounds") {
+      rounds = std::max(1, std::stoi(next()));
+    } else if (a == "--unary") {
+      unary = true;
+    } else if (a == "--workload") {
+      only = next();
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--san] [--file PATH] [--size-mib N] [--seconds S] [--qd N] "
-                   "[--json]\n",
+                   "usage: %s [--san] [--unary] [--workload NAME] [--file PATH] [--size-mib N] "
+                   "[--seconds S] [--rounds R] [--qd N] [--json]\n",
                    argv[0]);
       return 2;
     }
@@ -178,7 +195,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<backend::BlockDevice> a_disk;
   if (san && b_disk) {
     b_disk.reset();  // the file was created at size; tgtd serves it
-    tgtd = std::make_unique<backend::testing::Tgtd>(20000 + ::getpid() % 20000);
+    // tgtd takes control ports up to 32767 only (-C): stay in 20000..31999.
+    tgtd = std::make_unique<backend::testing::Tgtd>(20000 + ::getpid() % 12000);
     const std::string iqn = "iqn.2026-11.dev.vios.bench:san";
     if (!tgtd->Start() || !tgtd->AddTarget(1, iqn, file)) {
       std::fprintf(stderr, "cannot start tgtd on %s\n", tgtd->portal().c_str());
@@ -221,7 +239,9 @@ int main(int argc, char** argv) {
                                        .backend = "b",
                                        .peer = "node-b",
                                        .self = "node-a",
-                                       .health_interval = std::chrono::milliseconds(0)});
+                                       .health_interval = std::chrono::milliseconds(0),
+                                       .transport = unary ? router::PeerTransport::kUnary
+                                                          : router::PeerTransport::kStream});
   if (path->CheckHealth() != router::PathHealth::kHealthy) {
     std::fprintf(stderr, "peer not healthy\n");
     return 1;
@@ -237,14 +257,20 @@ int main(int argc, char** argv) {
   const uint64_t span = size_mib << 20;
   std::string rows, json_rows;
   for (const Workload& w : workloads) {
-    double mbps[2];
+    if (!only.empty() && only != w.name) continue;
+    // Local and peer alternate in `rounds` slices of seconds/rounds each, so a neighbour's load
+    // on the shared machine hits both modes alike; MB/s is the mean over the slices.
+    double mbps[2] = {0, 0};
     uint64_t errors = 0;
-    for (int mode = 0; mode < 2; ++mode) {
-      router.local_path()->SetHealth(mode == 0 ? router::PathHealth::kHealthy
-                                               : router::PathHealth::kLost);
-      Driver d(&router, w, qd, span);
-      mbps[mode] = d.Run(std::chrono::seconds(seconds));
-      errors += d.errors();
+    const auto slice = std::chrono::milliseconds(seconds * 1000 / rounds);
+    for (int r = 0; r < rounds; ++r) {
+      for (int mode = 0; mode < 2; ++mode) {
+        router.local_path()->SetHealth(mode == 0 ? router::PathHealth::kHealthy
+                                                 : router::PathHealth::kLost);
+        Driver d(&router, w, qd, span);
+        mbps[mode] += d.Run(slice) / rounds;
+        errors += d.errors();
+      }
     }
     const double ratio = mbps[1] / mbps[0];
     char line[256];

@@ -8,6 +8,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "common/log/log.h"
+#include "node-agent/peer/peer_io_stream.h"
 #include "node-agent/peer/peer_message.h"
 
 namespace vios::agent::peer {
@@ -26,9 +27,36 @@ std::string PeerIdentity(const grpc::ServerContextBase* ctx) {
 }  // namespace
 
 class PeerServer::Service final
-    : public vios::peer::v1::Peer::WithCallbackMethod_ExecuteIo<vios::peer::v1::Peer::Service> {
+    : public vios::peer::v1::Peer::WithCallbackMethod_IoStream<
+          vios::peer::v1::Peer::WithCallbackMethod_ExecuteIo<vios::peer::v1::Peer::Service>>,
+      public IoStreamHost {
  public:
   Service(const PeerServerOptions& options, events::EventBus& bus) : options_(options), bus_(bus) {}
+
+  // IoStream: a peer path's long-lived stream (peer_io_stream.h).
+  grpc::ServerBidiReactor<vios::peer::v1::IoBatch, vios::peer::v1::IoResultBatch>* IoStream(
+      grpc::CallbackServerContext* ctx) override {
+    grpc::Status refuse = grpc::Status::OK;
+    if (!options_.local_devices) {
+      refuse = grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            "IoStream: this agent does not serve I/O for peers");
+    }
+    return NewIoStreamReactor(this, PeerIdentity(ctx), refuse);
+  }
+
+  // IoStreamHost.
+  backend::BlockDevice* LocalDevice(const std::string& pool, const std::string& backend) override {
+    return options_.local_devices(pool, backend);
+  }
+  uint64_t MaxIoBytes() const override { return options_.max_io_bytes; }
+  void IoStarted() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++in_flight_;
+  }
+  void IoRefused(const std::string& identity, const std::string& error) override {
+    ++io_refused_;
+    VIOS_LOG(kWarning, "peer I/O refused").Field("identity", identity).Field("error", error);
+  }
 
   // IoCall is one ExecuteIo between Submit and IoDone; it frees itself when done.
   struct IoCall final : backend::IoCompletion {
@@ -128,7 +156,7 @@ class PeerServer::Service final
     return grpc::Status::OK;
   }
 
-  void IoFinished() {
+  void IoFinished() override {
     std::lock_guard<std::mutex> lock(mu_);
     if (--in_flight_ == 0) {
       idle_cv_.notify_all();
@@ -217,7 +245,7 @@ class PeerServer::Service final
   }
 
   // Served returns the counter of a caller identity (bounded: the cluster's members).
-  std::atomic<uint64_t>& Served(const std::string& from) {
+  std::atomic<uint64_t>& Served(const std::string& from) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto& slot = served_[from];
     if (!slot) {

@@ -1,6 +1,7 @@
 // PeerPath: I/O forwarded over ExecuteIo, health from Health calls and results (peer_path.h).
 #include "node-agent/router/peer_path.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +13,7 @@
 namespace vios::router {
 
 struct PeerPath::Call {
+  Tag tag{Tag::Kind::kUnary, nullptr, this};
   backend::IoRequest* request = nullptr;
   grpc::ClientContext ctx;
   vios::peer::v1::IoRequest req;
@@ -33,15 +35,43 @@ PeerPath::~PeerPath() {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [this] { return in_flight_.load() == 0; });
   }
+  {
+    // No request is left: end the stream and wait until gRPC returned all of its events.
+    std::unique_lock<std::mutex> lock(io_mu_);
+    if (stream_ != nullptr) BreakLocked(stream_);
+    streams_cv_.wait(lock, [this] { return live_streams_ == 0; });
+  }
   cq_.Shutdown();
   cq_thread_.join();
 }
 
 void PeerPath::DrainCompletions() {
-  void* tag = nullptr;
-  bool ok = false;
-  while (cq_.Next(&tag, &ok)) {
-    Complete(static_cast<Call*>(tag));
+  // Wake at least this often to expire requests past their deadline.
+  const auto scan = std::max(std::chrono::milliseconds(5),
+                             std::min(std::chrono::milliseconds(50), options_.io_deadline / 10));
+  auto next_scan = std::chrono::steady_clock::now() + scan;
+  std::vector<Finished> done;
+  while (true) {
+    void* raw = nullptr;
+    bool ok = false;
+    const auto status = cq_.AsyncNext(&raw, &ok, std::chrono::system_clock::now() + scan);
+    if (status == grpc::CompletionQueue::SHUTDOWN) return;
+    done.clear();
+    if (status == grpc::CompletionQueue::GOT_EVENT) {
+      Tag* tag = static_cast<Tag*>(raw);
+      if (tag->kind == Tag::Kind::kUnary) {
+        Complete(tag->call);
+      } else {
+        OnStreamEvent(tag, ok, &done);
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_scan) {
+      next_scan = now + scan;
+      std::lock_guard<std::mutex> lock(io_mu_);
+      ExpireLocked(now, &done);
+    }
+    for (const Finished& f : done) CompleteRequest(f.request, f.result, f.data);
   }
 }
 
@@ -120,6 +150,20 @@ void PeerPath::HealthLoop() {
 }
 
 void PeerPath::Forward(backend::IoRequest* request) {
+  in_flight_.fetch_add(1);
+  bool unary = options_.transport == PeerTransport::kUnary;
+  if (!unary) {
+    std::lock_guard<std::mutex> lock(io_mu_);
+    unary = unary_fallback_;
+  }
+  if (unary) {
+    ForwardUnary(request);
+  } else {
+    ForwardStream(request);
+  }
+}
+
+void PeerPath::ForwardUnary(backend::IoRequest* request) {
   auto call = std::make_unique<Call>();
   call->request = request;
   call->ctx.set_deadline(std::chrono::system_clock::now() + options_.io_deadline);
@@ -144,28 +188,18 @@ void PeerPath::Forward(backend::IoRequest* request) {
       req.set_length(request->length);
       break;
   }
-  in_flight_.fetch_add(1);
   Call* raw = call.release();
   raw->reader = stub_->PrepareAsyncExecuteIo(&raw->ctx, raw->req, &cq_);
   raw->reader->StartCall();
-  raw->reader->Finish(&raw->resp, &raw->status, raw);
+  raw->reader->Finish(&raw->resp, &raw->status, &raw->tag);
 }
 
 void PeerPath::Complete(Call* raw) {
   std::unique_ptr<Call> call(raw);
   const grpc::Status& status = call->status;
-  backend::IoRequest* request = call->request;
   int result = agent::peer::ErrnoForStatus(status);
   if (status.ok() && call->resp.error() != 0) {
     result = -call->resp.error();
-  }
-  if (result == 0 && request->op == backend::IoOp::kRead) {
-    const std::string& data = call->resp.data();
-    if (data.size() != request->read_buffer.size()) {
-      result = -ECONNRESET;  // a peer answering the wrong size is not to be trusted: path error
-    } else {
-      std::memcpy(request->read_buffer.data(), data.data(), data.size());
-    }
   }
   if (!status.ok()) {
     VIOS_LOG(kWarning, "peer I/O failed")
@@ -173,7 +207,17 @@ void PeerPath::Complete(Call* raw) {
         .Field("code", static_cast<int>(status.error_code()))
         .Field("error", status.error_message());
   }
-  call.reset();
+  CompleteRequest(call->request, result, &call->resp.data());
+}
+
+void PeerPath::CompleteRequest(backend::IoRequest* request, int result, const std::string* data) {
+  if (result == 0 && request->op == backend::IoOp::kRead) {
+    if (data == nullptr || data->size() != request->read_buffer.size()) {
+      result = -ECONNRESET;  // a peer answering the wrong size is not to be trusted: path error
+    } else {
+      std::memcpy(request->read_buffer.data(), data->data(), data->size());
+    }
+  }
   request->result = result;
   request->completion->IoDone(request);
   // Last: the destructor may run as soon as in_flight_ reaches 0.

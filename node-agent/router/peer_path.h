@@ -1,7 +1,14 @@
 // PeerPath: a router::Path through a peer agent that still reaches the backend (DESIGN.md §6).
-// Its Device() forwards each IoRequest over the peer channel's ExecuteIo (proto/peer.proto,
-// async gRPC, mutual TLS) to that peer, which runs it on its own LOCAL path and returns data and
-// status.
+// Its Device() forwards each IoRequest to that peer over the peer channel (proto/peer.proto,
+// async gRPC, mutual TLS); the peer runs it on its own LOCAL path and returns data and status.
+//
+// Transport (PeerPathOptions::transport): by default one long-lived IoStream per path carries
+// every request (batched while a message is on the wire; peer_path_stream.cc), which costs far
+// less per I/O than a unary ExecuteIo call each (kUnary, kept for peers without IoStream and for
+// the benchmark's comparison). Every request has its own deadline (io_deadline) kept by this
+// side; a request past it fails with -ETIMEDOUT and breaks the stream. A broken stream (peer
+// killed, connection reset, deadline) fails every request on it with a path error, so the
+// router retries each on another path; the next request opens a new stream.
 //
 //   auto channel = agent::peer::MakePeerChannel("127.0.0.2:7443", "node-b", tls);  // per peer
 //   auto path = std::make_unique<PeerPath>(channel, PeerPathOptions{.pool = "default",
@@ -25,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/channel.h>
 #include <grpcpp/completion_queue.h>
@@ -33,6 +41,11 @@
 #include "proto/peer.grpc.pb.h"
 
 namespace vios::router {
+
+enum class PeerTransport : uint8_t {
+  kStream,  // IoStream: one bidirectional stream per path
+  kUnary,   // ExecuteIo: one call per I/O
+};
 
 struct PeerPathOptions {
   std::string pool{};
@@ -46,6 +59,7 @@ struct PeerPathOptions {
   std::chrono::milliseconds health_deadline{1000};
   uint64_t size_bytes = 0;  // reported by Device(); the router uses its local device's
   uint32_t block_size = 512;
+  PeerTransport transport = PeerTransport::kStream;
   // on_change runs on the thread that saw the transition; it must not block.
   std::function<void(PathHealth from, PathHealth to, const std::string& reason)> on_change{};
 };
@@ -84,11 +98,48 @@ class PeerPath final : public Path {
    private:
     PeerPath* path_;
   };
-  struct Call;
+  struct Call;    // one unary ExecuteIo
+  struct Stream;  // one IoStream call
+  // OutBatch: requests collected for one IoStream message (pooled).
+  struct OutBatch {
+    vios::peer::v1::IoBatch message;
+    uint64_t bytes = 0;
+  };
+  // Tag: what a completion-queue event is about.
+  struct Tag {
+    enum class Kind : uint8_t { kUnary, kStart, kRead, kWrite, kFinish };
+    Kind kind;
+    Stream* stream;
+    Call* call;
+  };
+  // Slot: a request sent on a stream and not answered yet. Its id is (generation << 32 | index),
+  // so a late answer to a slot since reused matches nothing.
+  struct Slot {
+    backend::IoRequest* request = nullptr;
+    Stream* stream = nullptr;
+    std::chrono::steady_clock::time_point deadline{};
+    uint32_t generation = 0;
+  };
+  // Finished: a request to complete outside io_mu_.
+  struct Finished {
+    backend::IoRequest* request;
+    int result;
+    const std::string* data;  // read payload in the stream's answer buffer, or null
+  };
 
   void Forward(backend::IoRequest* request);
+  void ForwardUnary(backend::IoRequest* request);
+  void ForwardStream(backend::IoRequest* request);
   void Complete(Call* call);
+  void CompleteRequest(backend::IoRequest* request, int result, const std::string* data);
   void DrainCompletions();
+  void OnStreamEvent(Tag* tag, bool ok, std::vector<Finished>* done);
+  Stream* NewStreamLocked();
+  OutBatch* BatchForLocked(Stream* stream, uint64_t bytes);
+  void StartWriteLocked(Stream* stream);
+  void BreakLocked(Stream* stream);
+  void FailStreamLocked(Stream* stream, int result, std::vector<Finished>* done);
+  void ExpireLocked(std::chrono::steady_clock::time_point now, std::vector<Finished>* done);
   void SetHealth(PathHealth to, const std::string& reason);
   void HealthLoop();
 
@@ -108,6 +159,17 @@ class PeerPath final : public Path {
   // delivers client completions with millisecond lags, a completion queue does not.
   grpc::CompletionQueue cq_;
   std::thread cq_thread_;
+
+  // Stream state; every field guarded by io_mu_.
+  std::mutex io_mu_;
+  std::condition_variable streams_cv_;
+  Stream* stream_ = nullptr;     // where new requests go; null: open one on the next request
+  int live_streams_ = 0;         // not yet deleted (the destructor waits for 0)
+  bool unary_fallback_ = false;  // the peer answered IoStream with UNIMPLEMENTED
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<std::unique_ptr<OutBatch>> batches_;  // pooled request batches
+  std::vector<OutBatch*> free_batches_;
 };
 
 }  // namespace vios::router
