@@ -76,13 +76,26 @@ def start_agent(workdir, node, pool_file, size="8Gi"):
     config = {
         "node": node,
         "stateDir": os.path.join(workdir, "state"),
-        "listen": {"api": os.path.join(workdir, "agent.sock")},
+        "listen": {"api": os.path.join(workdir, "agent.sock"),
+                   "metrics": "127.0.0.1:%d" % procs.free_port()},
         "pools": [pool],
     }
     agent = Agent(workdir, config)
     agent.start()
     agent.api_socket = config["listen"]["api"]
+    agent.metrics_url = "http://%s/metrics" % config["listen"]["metrics"]
     return agent
+
+
+def agent_metric(agent, family, **labels):
+    """The value of one sample of the agent's metrics, or None."""
+    import urllib.request
+    text = urllib.request.urlopen(agent.metrics_url, timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(family + "{") and all(
+                '%s="%s"' % (k, v) in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 class CsiProcess:

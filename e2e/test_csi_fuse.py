@@ -69,6 +69,10 @@ def test_fuse_volume_moves_between_nodes_and_is_zeroed_on_delete(env):
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
+    # FUSE I/O shows in the volume's metrics as iSCSI I/O does (what the dashboards plot).
+    written = lib_csi.agent_metric(env.agents["a"], "vios_io_bytes_total", scope="volume",
+                                   name=vid, op="write")
+    assert written is not None and written >= 3 * MiB, written
     os.makedirs(os.path.join(target, "dir"))
     with open(os.path.join(target, "dir", "hello.txt"), "w") as f:
         f.write("hello from node a\n")

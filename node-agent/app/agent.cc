@@ -416,9 +416,10 @@ void Agent::StartFuseLocked(const std::string& name, PortState& port) {
   fuse::FuseExportOptions options;
   options.mountpoint = dir;
   options.read_only = port.request.read_only;
+  VolumeState& volume = volumes_.at(port.request.volume_id);
+  options.counters = &volume.lu->counters();  // FUSE I/O shows in the volume's metrics too.
   std::string error;
-  port.fuse =
-      fuse::FuseExport::Start(volumes_.at(port.request.volume_id).volume.get(), options, &error);
+  port.fuse = fuse::FuseExport::Start(volume.volume.get(), options, &error);
   if (!port.fuse) {
     throw PortError(PortError::Kind::kInternal,
                     "FUSE export of " + port.request.volume_id + ": " + error);

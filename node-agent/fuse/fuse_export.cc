@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -134,7 +135,18 @@ void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
+// Record counts one request in the export's counters (if it has any).
+void Record(FuseExport* fx, backend::IoCounters::Kind kind, uint64_t bytes,
+            std::chrono::steady_clock::time_point start, int rc) {
+  if (backend::IoCounters* counters = fx->options().counters) {
+    auto latency = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - start);
+    counters->Record(kind, bytes, static_cast<uint64_t>(latency.count()), rc == 0);
+  }
+}
+
 void OnRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* /*fi*/) {
+  const auto start = std::chrono::steady_clock::now();
   FuseExport* fx = Export(req);
   uint64_t total = fx->io().SizeBytes();
   auto offset = static_cast<uint64_t>(off);
@@ -148,6 +160,7 @@ void OnRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
     buffer.resize(size);
   }
   int rc = fx->io().ReadAt(offset, std::span<uint8_t>(buffer.data(), size));
+  Record(fx, backend::IoCounters::Kind::kRead, size, start, rc);
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -157,6 +170,7 @@ void OnRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
 
 void OnWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, off_t off,
              fuse_file_info* /*fi*/) {
+  const auto start = std::chrono::steady_clock::now();
   FuseExport* fx = Export(req);
   if (fx->options().read_only) {
     fuse_reply_err(req, EROFS);
@@ -171,6 +185,7 @@ void OnWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, 
   size = static_cast<size_t>(std::min<uint64_t>(size, total - offset));
   int rc = fx->io().WriteAt(offset,
                             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data), size));
+  Record(fx, backend::IoCounters::Kind::kWrite, size, start, rc);
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -179,7 +194,10 @@ void OnWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, 
 }
 
 void OnFlushLike(fuse_req_t req) {
-  int rc = Export(req)->io().Flush();
+  const auto start = std::chrono::steady_clock::now();
+  FuseExport* fx = Export(req);
+  int rc = fx->io().Flush();
+  Record(fx, backend::IoCounters::Kind::kOther, 0, start, rc);
   fuse_reply_err(req, -rc);
 }
 
@@ -223,7 +241,9 @@ void OnFallocate(fuse_req_t req, fuse_ino_t /*ino*/, int mode, off_t off, off_t 
     return;
   }
   len = std::min(len, total - offset);
+  const auto start = std::chrono::steady_clock::now();
   int rc = fx->io().ZeroRange(offset, len, punch);
+  Record(fx, backend::IoCounters::Kind::kOther, 0, start, rc);
   fuse_reply_err(req, -rc);
 }
 

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "node-agent/backend/block_device.h"
+#include "node-agent/backend/io_counters.h"
 #include "node-agent/fuse/sync_block_device.h"
 
 struct fuse_session;
@@ -32,6 +33,9 @@ struct FuseExportOptions {
   bool read_only = false;
   bool allow_other = false;  // Let non-root users open the file (needs root).
   unsigned max_threads = 4;  // libfuse worker threads (one request each at a time).
+  // Optional: every read, write, flush and fallocate is recorded here — the agent passes the
+  // volume's counters, so vios_volume_* metrics cover the fuse transport as they cover iSCSI.
+  backend::IoCounters* counters = nullptr;
 };
 
 class FuseExport {

@@ -80,7 +80,8 @@ TEST_F(FuseExportTest, ServesTheVolumeAsOneRegularFile) {
   testing::TestFileDevice dev(dir_ + "/backing.img", kSize, 512);
   ASSERT_TRUE(dev.ok());
   std::string error;
-  auto fx = FuseExport::Start(&dev, {.mountpoint = dir_ + "/mnt"}, &error);
+  backend::IoCounters counters;
+  auto fx = FuseExport::Start(&dev, {.mountpoint = dir_ + "/mnt", .counters = &counters}, &error);
   ASSERT_NE(fx, nullptr) << error;
   Cleanup cleanup;
   cleanup.Add([&] { fx->Stop(); });
@@ -104,6 +105,13 @@ TEST_F(FuseExportTest, ServesTheVolumeAsOneRegularFile) {
   EXPECT_EQ(std::string(back, msg.size()), msg);
   ASSERT_EQ(::fsync(fd), 0);
   EXPECT_GE(dev.flushes(), 1u);
+  // The requests are counted, as the agent's vios_volume_* metrics show them.
+  EXPECT_EQ(counters.writes.load(), 1u);
+  EXPECT_EQ(counters.write_bytes.load(), msg.size());
+  EXPECT_GE(counters.reads.load(), 1u);
+  EXPECT_GE(counters.read_bytes.load(), msg.size());
+  EXPECT_GE(counters.others.load(), 1u);  // The fsync.
+  EXPECT_EQ(counters.errors.load(), 0u);
   std::ifstream raw(dir_ + "/backing.img", std::ios::binary);
   raw.seekg(1000);
   std::string raw_back(msg.size(), '\0');
