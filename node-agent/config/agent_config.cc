@@ -10,6 +10,45 @@
 #include "common/util/quantity.h"
 
 namespace vios::agent {
+
+std::optional<std::chrono::milliseconds> ParseDuration(const std::string& text) {
+  // ^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$, as the CRDs' validation pattern.
+  double total_ms = 0;
+  size_t i = 0;
+  if (text.empty() || text.size() > 32) return std::nullopt;
+  while (i < text.size()) {
+    const size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    if (i == start) return std::nullopt;
+    if (i < text.size() && text[i] == '.') {
+      ++i;
+      const size_t frac = i;
+      while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+      if (i == frac) return std::nullopt;
+    }
+    const double number = std::stod(text.substr(start, i - start));
+    double unit_ms;
+    if (text.compare(i, 2, "ms") == 0) {
+      unit_ms = 1;
+      i += 2;
+    } else if (i < text.size() && text[i] == 's') {
+      unit_ms = 1000;
+      ++i;
+    } else if (i < text.size() && text[i] == 'm') {
+      unit_ms = 60000;
+      ++i;
+    } else if (i < text.size() && text[i] == 'h') {
+      unit_ms = 3600000;
+      ++i;
+    } else {
+      return std::nullopt;
+    }
+    total_ms += number * unit_ms;
+  }
+  if (total_ms > 1e12) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(total_ms + 0.5));
+}
+
 namespace {
 
 // Field walks one YAML mapping, remembers the path for errors, and rejects unknown keys so that a
@@ -212,6 +251,28 @@ AgentConfig ParseRoot(Field& root) {
     c.fuse_exports.push_back(
         FuseExportConfig{f.String("volume", true), f.String("mountpoint", true)});
   });
+  if (root.Has("paths")) {
+    Field paths = root.Child("paths");
+    auto duration = [&paths](const std::string& key, std::chrono::milliseconds fallback,
+                             std::chrono::milliseconds min) {
+      const std::string text = paths.String(key, false);
+      if (text.empty()) return fallback;
+      std::optional<std::chrono::milliseconds> d = ParseDuration(text);
+      if (!d) Field::Fail(paths.Path(key), "'" + text + "' is not a duration (e.g. 500ms, 5s, 1m)");
+      if (*d < min) {
+        Field::Fail(paths.Path(key), "must be at least " + std::to_string(min.count()) + "ms");
+      }
+      return *d;
+    };
+    c.paths.probe_interval =
+        duration("probeInterval", c.paths.probe_interval, std::chrono::milliseconds(10));
+    c.paths.failure_threshold =
+        static_cast<unsigned>(paths.Unsigned("failureThreshold", c.paths.failure_threshold, 100));
+    if (c.paths.failure_threshold == 0) Field::Fail(paths.Path("failureThreshold"), "must be >= 1");
+    c.paths.reroute = paths.Bool("reroute", c.paths.reroute);
+    c.paths.io_timeout = duration("ioTimeout", c.paths.io_timeout, std::chrono::milliseconds(100));
+    paths.RejectUnknown();
+  }
   if (root.Has("cluster")) {
     Field cluster = root.Child("cluster");
     ClusterMembershipConfig m;

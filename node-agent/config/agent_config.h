@@ -5,6 +5,7 @@
 //   AgentConfig config = LoadAgentConfigFile("/etc/vios/agent.yaml");  // throws ConfigError
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -109,6 +110,23 @@ struct ClusterMembershipConfig {
   bool operator==(const ClusterMembershipConfig&) const = default;
 };
 
+// PathsConfig: how backend paths are probed and what happens when one is lost (DESIGN.md §6,
+// node-agent/router/README.md). YAML `paths:` standalone; VIOSCluster spec.paths in a cluster
+// (same names, followed at run time).
+struct PathsConfig {
+  std::chrono::milliseconds probe_interval{1000};  // probeInterval: between active probes
+  unsigned failure_threshold = 2;                  // failureThreshold: failed probes -> Lost
+  bool reroute = true;  // reroute: forward I/O through a healthy peer while the local path is Lost
+  // ioTimeout: how long an I/O waits for any usable path before it fails with ABORTED COMMAND
+  // (LOGICAL UNIT COMMUNICATION FAILURE, 0B/08/00).
+  std::chrono::milliseconds io_timeout{30000};
+  bool operator==(const PathsConfig&) const = default;
+};
+
+// ParseDuration reads a duration as the CRDs write it: one or more <number><unit> with unit ms,
+// s, m or h, fractions allowed ("500ms", "1.5s", "1m30s"); nullopt if malformed.
+std::optional<std::chrono::milliseconds> ParseDuration(const std::string& text);
+
 struct AgentConfig {
   std::string node_name;
   std::vector<std::string> iscsi_listen{"127.0.0.1:3260"};
@@ -122,6 +140,7 @@ struct AgentConfig {
   std::vector<PortConfig> ports;
   std::vector<FuseExportConfig> fuse_exports;
   std::optional<ClusterMembershipConfig> cluster;
+  PathsConfig paths;  // in a cluster, the VIOSCluster's spec.paths replaces it
   bool operator==(const AgentConfig&) const = default;
 
   const PoolConfig* FindPool(const std::string& name) const;

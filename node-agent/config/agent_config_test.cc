@@ -144,3 +144,42 @@ TEST(AgentConfigTest, MissingFileIsNamed) {
 
 }  // namespace
 }  // namespace vios::agent
+
+namespace vios::agent {
+namespace {
+
+TEST(AgentConfigTest, PathsSectionAndDurations) {
+  EXPECT_EQ(ParseDuration("500ms"), std::chrono::milliseconds(500));
+  EXPECT_EQ(ParseDuration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_EQ(ParseDuration("1m30s"), std::chrono::milliseconds(90000));
+  EXPECT_EQ(ParseDuration("2h"), std::chrono::milliseconds(7200000));
+  for (const char* bad : {"", "5", "s", "1.s", "-1s", "5 s", "5sec", "1d"}) {
+    EXPECT_FALSE(ParseDuration(bad).has_value()) << bad;
+  }
+  AgentConfig defaults = ParseAgentConfig("node: a\n");
+  EXPECT_EQ(defaults.paths, PathsConfig{});
+  EXPECT_EQ(defaults.paths.io_timeout, std::chrono::seconds(30));
+  AgentConfig c = ParseAgentConfig(
+      "paths:\n  probeInterval: 250ms\n  failureThreshold: 4\n  reroute: false\n"
+      "  ioTimeout: 3s\n");
+  EXPECT_EQ(c.paths.probe_interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.paths.failure_threshold, 4u);
+  EXPECT_FALSE(c.paths.reroute);
+  EXPECT_EQ(c.paths.io_timeout, std::chrono::seconds(3));
+  auto error_of = [](const std::string& yaml) {
+    try {
+      ParseAgentConfig(yaml);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of("paths:\n  ioTimeout: soon\n").find("paths.ioTimeout"), std::string::npos);
+  EXPECT_NE(error_of("paths:\n  failureThreshold: 0\n").find("paths.failureThreshold"),
+            std::string::npos);
+  EXPECT_NE(error_of("paths:\n  probeInterval: 1ms\n").find("at least"), std::string::npos);
+  EXPECT_NE(error_of("paths:\n  timeout: 3s\n").find("paths.timeout"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vios::agent

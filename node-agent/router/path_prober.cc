@@ -1,6 +1,8 @@
 // Path health state machine and active prober (path_prober.h).
 #include "node-agent/router/path_prober.h"
 
+#include <algorithm>
+
 #include <cerrno>
 
 #include "common/log/log.h"
@@ -50,6 +52,11 @@ bool IsPathError(int result) {
 void HealthTracker::SetOnChange(OnChange on_change) {
   std::lock_guard<std::mutex> lock(mu_);
   on_change_ = std::move(on_change);
+}
+
+void HealthTracker::SetLostAfter(unsigned lost_after) {
+  std::lock_guard<std::mutex> lock(mu_);
+  options_.lost_after = std::max(1u, lost_after);
 }
 
 void HealthTracker::SetHealOnIoSuccess(bool heal) {
@@ -169,6 +176,21 @@ void PathProber::Stop() {
   cv_.wait(lock, [this] { return !outstanding_; });  // the backend still owns probe_
 }
 
+void PathProber::SetInterval(std::chrono::milliseconds interval) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (options_.interval == interval) return;
+    options_.interval = interval;
+    retimed_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::chrono::milliseconds PathProber::interval() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return options_.interval;
+}
+
 void PathProber::Probe::IoDone(backend::IoRequest* r) {
   std::lock_guard<std::mutex> lock(prober->mu_);
   prober->last_result_ = r->result;
@@ -215,7 +237,8 @@ void PathProber::Run() {
       tracker_->OnProbe(false);
       lock.lock();
     }
-    cv_.wait_for(lock, options_.interval, [this] { return stop_; });
+    retimed_ = false;
+    cv_.wait_for(lock, options_.interval, [this] { return stop_ || retimed_; });
   }
 }
 

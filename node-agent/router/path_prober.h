@@ -67,6 +67,9 @@ class HealthTracker {
   void OnProbe(bool ok);
   // Force sets a state (tests, operator override).
   void Force(PathHealth health, const char* reason);
+  // SetLostAfter changes how many consecutive failed probes make the path Lost (VIOSCluster
+  // spec.paths.failureThreshold); it counts from the next probe on.
+  void SetLostAfter(unsigned lost_after);
 
  private:
   void Transition(PathHealth to, const char* reason, std::unique_lock<std::mutex>& lock);
@@ -107,6 +110,9 @@ class PathProber {
   void Start();
   // Stop ends the thread; it waits for a probe still inside the backend.
   void Stop();
+  // SetInterval changes the time between probes at run time (the current wait is cut short).
+  void SetInterval(std::chrono::milliseconds interval);
+  std::chrono::milliseconds interval() const;
   Stats GetStats() const { return {success_.load(), failure_.load(), timeout_.load()}; }
 
  private:
@@ -120,9 +126,10 @@ class PathProber {
 
   backend::BlockDevice* device_;
   HealthTracker* tracker_;
-  const ProberOptions options_;
+  ProberOptions options_;  // interval guarded by mu_
   Probe probe_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  bool retimed_ = false;  // guarded by mu_: interval changed during a wait
   std::condition_variable cv_;
   bool stop_ = false;         // guarded by mu_
   bool outstanding_ = false;  // guarded by mu_: probe_ is inside the backend

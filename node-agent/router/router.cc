@@ -122,6 +122,27 @@ void Router::StartProber(ProberOptions options) {
   probing_.store(true);
 }
 
+void Router::SetProbing(std::chrono::milliseconds interval, unsigned lost_after) {
+  local_path_->tracker().SetLostAfter(lost_after);
+  if (!prober_) {
+    ProberOptions options;
+    options.interval = interval;
+    StartProber(options);
+    return;
+  }
+  prober_->SetInterval(interval);
+  if (!probing_.load()) {
+    prober_->Start();
+    probing_.store(true);
+  }
+}
+
+void Router::SetIoTimeout(std::chrono::milliseconds io_timeout) {
+  std::lock_guard<std::mutex> lock(options_mutex_);
+  options_.io_timeout = io_timeout;
+  StoreTimes();
+}
+
 void Router::StopProber() {
   if (prober_) {
     prober_->Stop();

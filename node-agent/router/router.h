@@ -109,6 +109,12 @@ class Router final : public backend::BlockDevice {
   // probes heal a Lost local path.
   void StartProber(ProberOptions options = {});
   void StopProber();
+  // SetProbing applies VIOSCluster spec.paths at run time: the probe interval (the prober is
+  // started if it is not running) and failureThreshold (consecutive failed probes -> Lost).
+  void SetProbing(std::chrono::milliseconds interval, unsigned lost_after);
+  // SetIoTimeout changes RouterOptions::io_timeout alone (spec.paths.ioTimeout): requests held
+  // from now on fail after it (held ones are measured from their submission).
+  void SetIoTimeout(std::chrono::milliseconds io_timeout);
   const PathProber* prober() const { return prober_.get(); }
 
   // AddPath adds a peer path; false if a path of that name exists.

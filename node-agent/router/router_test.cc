@@ -156,6 +156,49 @@ TEST(RouterTest, NoUsablePathHoldsThenFailsWithTheNoPathErrnoAfterIoTimeout) {
   EXPECT_EQ(router.local_path()->Health(), PathHealth::kHealthy);
 }
 
+// spec.paths at run time: ioTimeout bounds held requests from the next request on, the probe
+// interval and failureThreshold reach the running prober without a restart.
+TEST(RouterTest, IoTimeoutProbeIntervalAndThresholdChangeAtRunTime) {
+  auto dev = std::make_unique<ControlledDevice>(1 << 20);
+  ControlledDevice* local = dev.get();
+  Router router("pool0/a", std::move(dev), RouterOptions{.io_timeout = 30s});
+  router.SetProbing(1h, 2);  // started by SetProbing; first probe at once, then none for an hour
+  router.SetIoTimeout(200ms);
+  local->Set(ControlledDevice::Mode::kFail, -ENOTCONN);
+  std::vector<uint8_t> buf(512);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(RunIo(router, IoOp::kRead, 0, buf), -kNoPathErrno);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(router.local_path()->Health(), PathHealth::kLost);
+
+  // Probes every 20 ms now; three good ones fail back (the interval change cut the hour short).
+  local->Set(ControlledDevice::Mode::kPass);
+  t0 = std::chrono::steady_clock::now();
+  router.SetProbing(20ms, 4);
+  while (router.local_path()->Health() != PathHealth::kHealthy &&
+         std::chrono::steady_clock::now() - t0 < 5s) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(router.local_path()->Health(), PathHealth::kHealthy);
+  EXPECT_EQ(router.prober()->interval(), 20ms);
+  // failureThreshold 4: three failed probes leave the path Degraded, the fourth loses it.
+  local->Set(ControlledDevice::Mode::kFail, -ENOTCONN);
+  t0 = std::chrono::steady_clock::now();
+  while (router.prober()->GetStats().failure < 3 && std::chrono::steady_clock::now() - t0 < 5s) {
+    std::this_thread::sleep_for(1ms);
+  }
+  if (router.prober()->GetStats().failure == 3) {
+    EXPECT_EQ(router.local_path()->Health(), PathHealth::kDegraded);
+  }
+  while (router.local_path()->Health() != PathHealth::kLost &&
+         std::chrono::steady_clock::now() - t0 < 5s) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(router.local_path()->Health(), PathHealth::kLost);
+  EXPECT_GE(router.prober()->GetStats().failure, 4u);
+  router.StopProber();
+}
+
 TEST(RouterTest, HeldRequestGoesToAPeerAsSoonAsOneIsHealthy) {
   auto dev = std::make_unique<ControlledDevice>(1 << 20);
   ControlledDevice* local = dev.get();
