@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <thread>
 
 #include "common/kube/client.h"
@@ -336,6 +337,46 @@ TEST_F(KubePrTest, AgentCutFromApiServerAndPeersStopsWritesBeforeThePreemptCompl
   EXPECT_EQ(a_->pr->State(), b_->pr->State());
   EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kReservationConflict) << "preempted";
   EXPECT_EQ(a_->Io(3, 0x28), scsi::Status::kGood) << "Write Exclusive: reads pass";
+}
+
+}  // namespace
+}  // namespace vios::reservation
+
+namespace vios::reservation {
+namespace {
+
+// Events: posted on the VIOSVolume by the agent that executed the PR OUT, once.
+TEST_F(KubePrTest, ReservationChangesBecomeEventsOnTheVolumeFromTheExecutingAgentOnly) {
+  StartBoth();
+  EXPECT_EQ(a_->ProutWait(1, ProutAction::kRegister, 0, 0x11), scsi::Status::kGood);
+  EXPECT_EQ(a_->ProutWait(1, ProutAction::kReserve, 0x11, 0, 5), scsi::Status::kGood);
+  EXPECT_EQ(b_->ProutWait(2, ProutAction::kRegister, 0, 0x22), scsi::Status::kGood);
+  EXPECT_EQ(b_->ProutWait(2, ProutAction::kPreempt, 0x22, 0x11, 3), scsi::Status::kGood);
+  EXPECT_EQ(b_->ProutWait(2, ProutAction::kClear, 0x22, 0), scsi::Status::kGood);
+  std::map<std::string, int> reasons;
+  json preempted;
+  for (int i = 0; i < 100; ++i) {
+    reasons.clear();
+    for (const json& e : admin_->List(res::kEvents, ns_).items) {
+      if (e["regarding"].value("name", "") != "vol" ||
+          e["regarding"].value("kind", "") != "VIOSVolume") {
+        continue;
+      }
+      ++reasons[e.value("reason", "")];
+      if (e.value("reason", "") == "ReservationPreempted") preempted = e;
+    }
+    if (reasons.size() >= 3) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(reasons["ReservationTaken"], 1);
+  EXPECT_EQ(reasons["ReservationPreempted"], 1) << "posted by B only, not by A applying it";
+  EXPECT_EQ(reasons["RegistrationsCleared"], 1);
+  EXPECT_EQ(reasons.count("ReservationReleased"), 0u);
+  EXPECT_EQ(preempted.value("type", ""), "Warning");
+  EXPECT_EQ(preempted.value("reportingController", ""), "vios.dev/agent");
+  EXPECT_NE(preempted.value("note", "").find(PortOf(1, kPortA).InitiatorPort()), std::string::npos)
+      << preempted.dump();
+  EXPECT_EQ(preempted["regarding"].value("uid", ""), Volume()["metadata"].value("uid", "x"));
 }
 
 }  // namespace

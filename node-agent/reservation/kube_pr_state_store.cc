@@ -1,7 +1,10 @@
 // KubePrStateStore: VIOSVolume.status.reservation as the reservation store.
 #include "node-agent/reservation/kube_pr_state_store.h"
 
+#include <unistd.h>
+
 #include "common/kube/errors.h"
+#include "common/log/log.h"
 #include "node-agent/reservation/pr_crd_layout.h"
 
 namespace vios::reservation {
@@ -13,11 +16,101 @@ const kube::ResourceRef& Volumes() { return kube::resources::kVIOSVolumes; }
 
 std::string ErrorText(const std::exception& e) { return e.what(); }
 
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) {
+    return "vios-agent";
+  }
+  return name;
+}
+
 }  // namespace
 
 KubePrStateStore::KubePrStateStore(std::shared_ptr<kube::Client> client, std::string ns,
-                                   std::string name)
-    : client_(std::move(client)), ns_(std::move(ns)), name_(std::move(name)) {}
+                                   std::string name, std::string reporting_instance)
+    : client_(std::move(client)),
+      ns_(std::move(ns)),
+      name_(std::move(name)),
+      reporting_instance_(reporting_instance.empty() ? HostName() : std::move(reporting_instance)) {
+}
+
+KubePrStateStore::~KubePrStateStore() {
+  {
+    std::lock_guard lock(events_mu_);
+    stopping_ = true;
+  }
+  events_cv_.notify_all();
+  if (events_thread_.joinable()) {
+    events_thread_.join();
+  }
+}
+
+void KubePrStateStore::Remember(const nlohmann::json& object) {
+  if (!object.contains("metadata") || !object["metadata"].is_object()) {
+    return;
+  }
+  const json& meta = object["metadata"];
+  json regarding{{"apiVersion", "vios.dev/v1alpha1"},
+                 {"kind", "VIOSVolume"},
+                 {"metadata", {{"name", name_}, {"namespace", ns_}}}};
+  if (meta.contains("uid") && meta["uid"].is_string()) {
+    regarding["metadata"]["uid"] = meta["uid"];
+  }
+  std::lock_guard lock(events_mu_);
+  regarding_ = std::move(regarding);
+}
+
+void KubePrStateStore::PostEvents(const std::vector<PrEvent>& events) {
+  {
+    std::lock_guard lock(events_mu_);
+    for (const PrEvent& e : events) {
+      if (pending_.size() >= kMaxPendingEvents) {
+        VIOS_LOG(kWarning, "reservation event dropped (API server slow)")
+            .Field("volume", name_)
+            .Field("reason", pending_.front().reason);
+        pending_.pop_front();
+      }
+      pending_.push_back(e);
+    }
+    if (!events_thread_.joinable()) {
+      events_thread_ = std::thread([this] { EventLoop(); });
+    }
+  }
+  events_cv_.notify_all();
+}
+
+void KubePrStateStore::FlushEvents() {
+  std::unique_lock lock(events_mu_);
+  events_cv_.wait(lock, [this] { return (pending_.empty() && !sending_) || stopping_; });
+}
+
+void KubePrStateStore::EventLoop() {
+  kube::EventRecorder recorder(
+      *client_, kube::EventRecorderOptions{.reporting_controller = "vios.dev/agent",
+                                           .reporting_instance = reporting_instance_});
+  std::unique_lock lock(events_mu_);
+  while (true) {
+    events_cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (stopping_) {
+      return;
+    }
+    PrEvent event = std::move(pending_.front());
+    pending_.pop_front();
+    json regarding = regarding_.is_null()
+                         ? json{{"apiVersion", "vios.dev/v1alpha1"},
+                                {"kind", "VIOSVolume"},
+                                {"metadata", {{"name", name_}, {"namespace", ns_}}}}
+                         : regarding_;
+    sending_ = true;
+    lock.unlock();
+    // Best effort (EventRecorder logs failures): an Event must never fail a reservation.
+    recorder.Record(regarding, event.warning ? kube::EventType::kWarning : kube::EventType::kNormal,
+                    event.reason, event.action, event.note);
+    lock.lock();
+    sending_ = false;
+    events_cv_.notify_all();
+  }
+}
 
 bool KubePrStateStore::Load(StoredPrState* out, std::string* error) {
   json object;
@@ -45,6 +138,7 @@ bool KubePrStateStore::Load(StoredPrState* out, std::string* error) {
   }
   out->state = std::move(*state);
   out->version = *version;
+  Remember(object);
   return true;
 }
 
@@ -73,6 +167,7 @@ CasResult KubePrStateStore::CompareAndSwap(uint64_t expected_version, const PrSt
     return CasResult::kError;
   }
   *new_version = *version;
+  Remember(written);
   return CasResult::kOk;
 }
 

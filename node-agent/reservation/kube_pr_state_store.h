@@ -10,13 +10,22 @@
 //   store.CompareAndSwap(current.version, next, &new_version, &error);
 //
 // The layout of status.reservation is in pr_crd_layout.h.
+//
+// PostEvents posts Kubernetes Events (pr_events.h) on the same VIOSVolume through
+// kube::EventRecorder (repeats aggregated), from one background thread started on first use:
+// the PR OUT that caused them does not wait for the API server a second time.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/kube/client.h"
+#include "common/kube/event_recorder.h"
 #include "node-agent/reservation/pr_state_store.h"
 
 namespace vios::reservation {
@@ -25,21 +34,42 @@ class KubePrStateStore final : public PrStateStore {
  public:
   // client may be shared with other users; its RetryPolicy bounds how long a Load may retry
   // before it reports the API server unreachable (give it a short one: the SCSI command waits).
-  KubePrStateStore(std::shared_ptr<kube::Client> client, std::string ns, std::string name);
+  // reporting_instance names this agent in the Events it posts (empty: the host name).
+  KubePrStateStore(std::shared_ptr<kube::Client> client, std::string ns, std::string name,
+                   std::string reporting_instance = "");
+  ~KubePrStateStore() override;
 
   // Load: GET the VIOSVolume. A VIOSVolume that does not exist is an error (the volume is being
   // served, so it must exist), unlike a missing file.
   bool Load(StoredPrState* out, std::string* error) override;
   CasResult CompareAndSwap(uint64_t expected_version, const PrState& next, uint64_t* new_version,
                            std::string* error) override;
+  // Queues the Events (at most kMaxPendingEvents waiting; older ones are dropped, logged).
+  void PostEvents(const std::vector<PrEvent>& events) override;
+  // FlushEvents waits until every queued Event was sent (tests).
+  void FlushEvents();
+
+  static constexpr size_t kMaxPendingEvents = 64;
 
   const std::string& ns() const { return ns_; }
   const std::string& name() const { return name_; }
 
  private:
+  void Remember(const nlohmann::json& object);
+  void EventLoop();
+
   std::shared_ptr<kube::Client> client_;
   const std::string ns_;
   const std::string name_;
+  const std::string reporting_instance_;
+
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  std::deque<PrEvent> pending_;  // Guarded by events_mu_.
+  bool sending_ = false;         // Guarded by events_mu_: an Event is being sent.
+  bool stopping_ = false;        // Guarded by events_mu_.
+  nlohmann::json regarding_;     // Guarded by events_mu_: the VIOSVolume's identity (uid).
+  std::thread events_thread_;
 };
 
 }  // namespace vios::reservation

@@ -115,14 +115,23 @@ void LocalPersistentReservations::Install(const PrState& state, uint64_t version
   if (version < version_) {
     return;  // A newer state arrived meanwhile (a peer's update, a refresh).
   }
+  const bool changed = !(state_ == state);
   state_ = state;
   version_ = version;
   unrestricted_.store(state_.Unrestricted(), std::memory_order_release);
+  if (changed && cluster_) {
+    installs_.fetch_add(1, std::memory_order_acq_rel);
+    // Wakes the worker for deferred commands; queue_mutex_ is never held while taking mutex_,
+    // so taking it here (mutex_ held) cannot deadlock, and it orders the wake-up after the
+    // worker's check of installs_.
+    std::lock_guard<std::mutex> queue_lock(queue_mutex_);
+    queue_cv_.notify_all();
+  }
 }
 
 bool LocalPersistentReservations::Commit(const Compute& compute, uint64_t expected_version,
                                          PrResult* result, uint64_t* committed_version,
-                                         Clock::time_point* committed_at) {
+                                         Clock::time_point* committed_at, PrState* base) {
   for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
     if (!result->changed) {
       return true;
@@ -152,6 +161,9 @@ bool LocalPersistentReservations::Commit(const Compute& compute, uint64_t expect
         Confirm(asked);
         expected_version = stored.version;
         *result = compute(stored.state);
+        if (base != nullptr) {
+          *base = stored.state;
+        }
         break;
       }
       case CasResult::kError:
@@ -187,11 +199,11 @@ void LocalPersistentReservations::Publish(const std::vector<PrUnitAttention>& ua
 void LocalPersistentReservations::Execute(scsi::Task* task) {
   Post([this, task] {
     std::lock_guard<std::mutex> op(op_mutex_);
-    ExecuteNow(task);
+    ExecuteNow(task, /*may_defer=*/true);
   });
 }
 
-void LocalPersistentReservations::ExecuteNow(scsi::Task* task) {
+void LocalPersistentReservations::ExecuteNow(scsi::Task* task, bool may_defer) {
   if (task->nexus == nullptr || task->cdb_length == 0) {
     scsi::SetSense(task, scsi::SenseKey::kIllegalRequest, scsi::kAscInvalidCommandOperationCode);
     task->Complete();
@@ -219,10 +231,12 @@ void LocalPersistentReservations::ExecuteNow(scsi::Task* task) {
   }
   PrState snapshot;
   uint64_t snapshot_version = 0;
+  uint64_t installs_before = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     snapshot = state_;
     snapshot_version = version_;
+    installs_before = installs_.load(std::memory_order_acquire);
   }
   uint32_t allocation_length = 0;
   PrResult result;
@@ -236,9 +250,21 @@ void LocalPersistentReservations::ExecuteNow(scsi::Task* task) {
                                                : Spc2ReserveRelease(s, nexus, cdb);
     };
     result = compute(snapshot);
+    if (may_defer && cluster_ && (opcode == kOpReserve6 || opcode == kOpReserve10) &&
+        result.status == scsi::Status::kReservationConflict && snapshot.spc2Holder.has_value()) {
+      // The holder may be releasing right now on another agent (a nexus loss is processed after
+      // the transport answered, e.g. after the Logout Response): give its update a moment
+      // before answering RESERVATION CONFLICT. Other commands run meanwhile.
+      Defer(installs_before, Clock::now() + kSpc2Grace, [this, task] {
+        std::lock_guard<std::mutex> op(op_mutex_);
+        ExecuteNow(task, /*may_defer=*/false);
+      });
+      return;
+    }
     uint64_t committed_version = 0;
     Clock::time_point committed_at;
-    if (!Commit(compute, snapshot_version, &result, &committed_version, &committed_at)) {
+    PrState base = snapshot;
+    if (!Commit(compute, snapshot_version, &result, &committed_version, &committed_at, &base)) {
       // Retryable: the initiator retries ABORTED COMMAND; the state did not change.
       scsi::SetSense(task, scsi::SenseKey::kAbortedCommand, scsi::kAscInternalTargetFailure);
       task->Complete();
@@ -246,6 +272,14 @@ void LocalPersistentReservations::ExecuteNow(scsi::Task* task) {
     }
     if (result.changed) {
       Propagate(result, committed_version, committed_at);
+      if (opcode == kOpPersistentReserveOut && cdb.size() > 1) {
+        // Reported by this agent only: peers that apply the update post nothing.
+        std::vector<PrEvent> events = DescribeChange(base, result.state, PrPort::FromNexus(nexus),
+                                                     static_cast<ProutAction>(cdb[1] & 0x1F));
+        if (!events.empty()) {
+          store_->PostEvents(events);
+        }
+      }
     }
   }
   if (result.status == scsi::Status::kReservationConflict) {

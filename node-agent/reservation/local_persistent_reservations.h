@@ -42,6 +42,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -94,6 +95,9 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   using UnitAttentionSink = std::function<void(const PrUnitAttention&)>;
   using AbortSink = std::function<void(const PrPort&)>;
   using Clock = std::chrono::steady_clock;
+  // How long a RESERVE(6/10) that conflicts with an SPC-2 holder waits for the state to change
+  // before it is answered (cluster mode; see ExecuteNow).
+  static constexpr std::chrono::milliseconds kSpc2Grace{1000};
 
   // Local mode. store may be null: a MemoryPrStateStore is used.
   explicit LocalPersistentReservations(std::unique_ptr<PrStateStore> store = nullptr);
@@ -150,13 +154,22 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   using Compute = std::function<PrResult(const PrState&)>;
 
   // ExecuteNow runs one reservation command to completion (op_mutex_ held by the caller).
-  void ExecuteNow(scsi::Task* task);
+  // may_defer: a RESERVE(6/10) that conflicts with an SPC-2 holder may wait (kSpc2Grace) for
+  // the state to change before it is answered (see Defer).
+  void ExecuteNow(scsi::Task* task, bool may_defer = false);
+  // Defer queues work to run once the local copy changed after `installs` (a peer's update, a
+  // commit) or at deadline, whichever comes first; the worker keeps running other work
+  // meanwhile. Cluster mode only.
+  void Defer(uint64_t installs, Clock::time_point deadline, std::function<void()> work);
+  bool TakeDeferredLocked(bool all, std::function<void()>* work);
   // Commit writes result->state through the store (retrying on a version conflict by reloading
   // and recomputing with compute) and installs it. False: store error, state unchanged.
   // *committed_at: when the store's answer arrived (for the lease wait).
   // expected_version: the version result was computed against; *committed_version the new one.
+  // *base (if not null): the state the final result was computed against.
   bool Commit(const Compute& compute, uint64_t expected_version, PrResult* result,
-              uint64_t* committed_version, Clock::time_point* committed_at);
+              uint64_t* committed_version, Clock::time_point* committed_at,
+              PrState* base = nullptr);
   // Install sets the local copy if version is newer (or equal: same state).
   void Install(const PrState& state, uint64_t version);
   void Confirm(Clock::time_point at);
@@ -191,7 +204,14 @@ class LocalPersistentReservations final : public scsi::ReservationPolicy {
   std::condition_variable queue_cv_;
   std::condition_variable stop_cv_;          // Wakes the refresher on stop.
   std::deque<std::function<void()>> queue_;  // Guarded by queue_mutex_.
-  bool stopping_ = false;                    // Guarded by queue_mutex_.
+  struct Deferred {
+    uint64_t installs;
+    Clock::time_point deadline;
+    std::function<void()> work;
+  };
+  std::vector<Deferred> deferred_;     // Guarded by queue_mutex_.
+  std::atomic<uint64_t> installs_{0};  // Bumped by every Install that changed the copy.
+  bool stopping_ = false;              // Guarded by queue_mutex_.
   std::thread worker_;
   std::thread refresher_;
 };

@@ -79,17 +79,54 @@ void LocalPersistentReservations::Post(std::function<void()> work) {
   work();
 }
 
+void LocalPersistentReservations::Defer(uint64_t installs, Clock::time_point deadline,
+                                        std::function<void()> work) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  deferred_.push_back(Deferred{installs, deadline, std::move(work)});
+  queue_cv_.notify_one();
+}
+
+bool LocalPersistentReservations::TakeDeferredLocked(bool all, std::function<void()>* work) {
+  const uint64_t installs = installs_.load(std::memory_order_acquire);
+  const Clock::time_point now = Clock::now();
+  for (auto it = deferred_.begin(); it != deferred_.end(); ++it) {
+    if (all || it->installs != installs || it->deadline <= now) {
+      *work = std::move(it->work);
+      deferred_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
 void LocalPersistentReservations::WorkerLoop() {
   for (;;) {
     std::function<void()> work;
     {
       std::unique_lock<std::mutex> lock(queue_mutex_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) {
-        return;  // stopping_ and drained.
+      for (;;) {
+        // New commands first: a local release the deferred command waits for is among them.
+        if (!queue_.empty()) {
+          work = std::move(queue_.front());
+          queue_.pop_front();
+          break;
+        }
+        if (TakeDeferredLocked(/*all=*/stopping_, &work)) {
+          break;
+        }
+        if (stopping_) {
+          return;  // Drained.
+        }
+        if (deferred_.empty()) {
+          queue_cv_.wait(lock);
+        } else {
+          Clock::time_point wake = deferred_.front().deadline;
+          for (const Deferred& d : deferred_) {
+            wake = std::min(wake, d.deadline);
+          }
+          queue_cv_.wait_until(lock, wake);
+        }
       }
-      work = std::move(queue_.front());
-      queue_.pop_front();
     }
     work();
   }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <set>
+#include <thread>
 
 #include "node-agent/reservation/pr_cluster_test_util.h"
 #include "node-agent/reservation/pr_crd_layout.h"
@@ -390,6 +391,52 @@ TEST_F(PrClusterTest, CollectorExportsTheAgreedFamilies) {
   EXPECT_EQ(notify_count, 4u);
   collector.Remove("vol-b");
   EXPECT_EQ(collector.Collect()[1].metric.size(), 1u);
+}
+
+}  // namespace
+}  // namespace vios::reservation
+
+namespace vios::reservation {
+namespace {
+
+// RESERVE(6) through B while the holder's nexus on A is going away: B's conflict waits for A's
+// release (issued after B's command arrived) instead of answering from the copy it had.
+TEST_F(PrClusterTest, Spc2ReserveWaitsForARemoteHolderBeingReleased) {
+  a_ = MakeAgent(kPortA, Options(&to_b_), &a_down_);
+  b_ = MakeAgent(kPortB, Options(&to_a_), &b_down_);
+  Wire();
+  const std::vector<uint8_t> reserve6{kOpReserve6, 0, 0, 0, 0, 0};
+  auto reserve = [](Agent& agent, int i, const std::vector<uint8_t>& cdb) {
+    auto t =
+        std::make_unique<testing::WaitTask>(cdb, 0, std::vector<uint8_t>{}, NexusOn(i, agent.port));
+    agent.lu->Execute(&t->task);
+    return t;
+  };
+  auto held = reserve(*a_, 1, reserve6);
+  ASSERT_TRUE(held->Wait());
+  ASSERT_EQ(held->task.status, scsi::Status::kGood);
+  ASSERT_TRUE(b_->pr->State().spc2Holder.has_value()) << "shared with B";
+
+  // Nobody releases: B's RESERVE conflicts after the grace.
+  auto start = std::chrono::steady_clock::now();
+  auto refused = reserve(*b_, 2, reserve6);
+  ASSERT_TRUE(refused->Wait());
+  EXPECT_EQ(refused->task.status, scsi::Status::kReservationConflict);
+  EXPECT_GE(std::chrono::steady_clock::now() - start,
+            LocalPersistentReservations::kSpc2Grace - 50ms);
+  EXPECT_EQ(b_->Io(2, 0x2A), scsi::Status::kReservationConflict);
+
+  // The holder's nexus goes away on A just after B's RESERVE arrived: B's RESERVE succeeds.
+  start = std::chrono::steady_clock::now();
+  auto taken = reserve(*b_, 2, reserve6);
+  std::this_thread::sleep_for(100ms);
+  a_->pr->NexusRemoved(NexusOn(1, kPortA));
+  ASSERT_TRUE(taken->Wait());
+  EXPECT_EQ(taken->task.status, scsi::Status::kGood);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, LocalPersistentReservations::kSpc2Grace);
+  EXPECT_TRUE(a_->pr->State().spc2Holder.has_value());
+  EXPECT_TRUE(a_->pr->State().spc2Holder->Matches(NexusOn(2, kPortB)));
+  EXPECT_EQ(a_->Io(1, 0x2A), scsi::Status::kReservationConflict);
 }
 
 }  // namespace

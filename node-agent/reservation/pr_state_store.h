@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include "node-agent/reservation/pr_events.h"
 #include "node-agent/reservation/pr_state.h"
 
 namespace vios::reservation {
@@ -39,6 +41,9 @@ class PrStateStore {
   // CompareAndSwap stores next if the stored version equals expected_version.
   virtual CasResult CompareAndSwap(uint64_t expected_version, const PrState& next,
                                    uint64_t* new_version, std::string* error) = 0;
+  // PostEvents reports what a reservation command executed HERE changed (pr_events.h), after
+  // its CompareAndSwap succeeded. Must not block (the command waits); default: nowhere.
+  virtual void PostEvents(const std::vector<PrEvent>& events) { (void)events; }
 };
 
 // MemoryPrStateStore keeps the state in the process. Thread-safe.
