@@ -6,31 +6,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
+#include "common/testing/malloc_counter.h"
 #include "node-agent/backend/backend_test_util.h"
 #include "node-agent/backend/tgtd_fixture.h"
-
-// The sanitizer runtime's malloc hooks (CI's build): every allocation, C's included, is seen.
-extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
-                                                                             size_t),
-                                                         void (*free_hook)(const volatile void*))
-    __attribute__((weak));
-
-namespace {
-std::atomic<uint64_t> g_off_main_mallocs{0};
-std::atomic<bool> g_counting{false};
-std::thread::id g_main_thread;
-void CountMalloc(const volatile void*, size_t) {
-  if (g_counting.load(std::memory_order_relaxed) && std::this_thread::get_id() != g_main_thread) {
-    g_off_main_mallocs.fetch_add(1, std::memory_order_relaxed);
-  }
-}
-void IgnoreFree(const volatile void*) {}
-}  // namespace
 
 namespace vios::backend {
 namespace {
@@ -200,20 +181,14 @@ TEST_F(IscsiBackendTest, ReconnectsAfterTheTargetComesBack) {
 // DESIGN.md §4: no heap allocation per I/O in steady state, down to libiscsi. Reads and writes
 // run on the backend's session thread; after a warm-up, a thousand of them allocate nothing there.
 TEST_F(IscsiBackendTest, SteadyStateReadsAndWritesAllocateNothingOnTheSessionThread) {
-  if (__sanitizer_install_malloc_and_free_hooks == nullptr) {
+  if (!vios::testing::MallocCounter::Available()) {
     GTEST_SKIP() << "needs the sanitizer runtime's malloc hooks (the CI build has them)";
   }
   ASSERT_TRUE(tgtd_->AddTarget(1, kTarget, file_));
   std::string error;
   auto b = IscsiBackend::Open(Options(), &error);
   ASSERT_NE(b, nullptr) << error;
-  g_main_thread = std::this_thread::get_id();
-  ASSERT_NE(__sanitizer_install_malloc_and_free_hooks(&CountMalloc, &IgnoreFree), 0);
-  // The counter works: an allocation on another thread is seen.
-  g_counting = true;
-  std::thread([] { delete new int(1); }).join();
-  g_counting = false;
-  ASSERT_GT(g_off_main_mallocs.load(), 0u);
+  ASSERT_TRUE(vios::testing::MallocCounter::Install());
 
   constexpr int kDepth = 16;
   std::vector<std::vector<uint8_t>> bufs(kDepth, std::vector<uint8_t>(4096));
@@ -241,11 +216,10 @@ TEST_F(IscsiBackendTest, SteadyStateReadsAndWritesAllocateNothingOnTheSessionThr
     }
   };
   round(50);  // Warm-up: op pool, libiscsi's PDU cache, queues.
-  g_off_main_mallocs = 0;
-  g_counting = true;
+  vios::testing::MallocCounter::Start();
   round(64);
-  g_counting = false;
-  EXPECT_EQ(g_off_main_mallocs.load(), 0u) << "allocations on the session thread in 1024 I/Os";
+  EXPECT_EQ(vios::testing::MallocCounter::Stop(), 0u)
+      << "allocations on the session thread in 1024 I/Os";
 }
 
 }  // namespace

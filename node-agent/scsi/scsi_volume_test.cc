@@ -1,14 +1,11 @@
 // The whole stack below the transport: ScsiDevice -> LogicalUnit -> Volume (two extents) ->
 // Router -> FileBackend (real files, real io_uring, asynchronous completions on another thread).
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <thread>
 
-#include "node-agent/backend/file_backend.h"
-#include "node-agent/pool/pool.h"
+#include "node-agent/pool/two_file_pool_test_util.h"
 #include "node-agent/scsi/scsi_device.h"
 #include "node-agent/scsi/scsi_test_util.h"
 
@@ -22,32 +19,14 @@ constexpr uint64_t kMiB = 1 << 20;
 class ScsiVolumeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/vios-scsi-volume-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    pool_ = std::make_unique<pool::Pool>("pool0", kMiB);
-    for (const char* name : {"a", "b"}) {
-      backend::FileBackendOptions o;
-      o.path = dir_ + "/" + name + ".img";
-      o.size_bytes = 4 * kMiB;
-      o.create = true;
-      std::string error;
-      ASSERT_TRUE(pool_->AddBackend(name, backend::FileBackend::Open(o, &error), &error)) << error;
-    }
-    std::string error;
-    volume_ = pool_->OpenVolume("pvc-e2e", {{"b", kMiB, kMiB}, {"a", 2 * kMiB, kMiB}}, &error);
-    ASSERT_NE(volume_, nullptr) << error;
+    ASSERT_NO_FATAL_FAILURE(pool_.Open("pvc-e2e"));
     LogicalUnitConfig c;
     c.volume_id = "pvc-e2e";
-    device_.AddLun(0, std::make_shared<LogicalUnit>(volume_.get(), c));
+    device_.AddLun(0, std::make_shared<LogicalUnit>(pool_.volume(), c));
   }
   void TearDown() override {
     device_.RemoveLun(0);
-    volume_.reset();
-    pool_.reset();
-    ::unlink((dir_ + "/a.img").c_str());
-    ::unlink((dir_ + "/b.img").c_str());
-    ::rmdir(dir_.c_str());
+    pool_.Close();
   }
   // Run submits and waits: completions arrive on the backend's completion thread.
   void Run(TestTask& t) {
@@ -57,9 +36,7 @@ class ScsiVolumeTest : public ::testing::Test {
     }
     ASSERT_EQ(t.done.load(), 1);
   }
-  std::string dir_;
-  std::unique_ptr<pool::Pool> pool_;
-  std::unique_ptr<pool::Volume> volume_;
+  pool::testing::TwoFilePool pool_;
   ScsiDevice device_;
 };
 
@@ -112,7 +89,7 @@ TEST_F(ScsiVolumeTest, VolumeExpansionRaisesCapacityChanged) {
   Run(first);
   EXPECT_SENSE(first, SenseKey::kUnitAttention, 0x29, 0x00);
   std::string error;
-  ASSERT_TRUE(pool_->ExtendVolume(volume_.get(), {{"a", 0, kMiB}}, &error)) << error;
+  ASSERT_TRUE(pool_.pool()->ExtendVolume(pool_.volume(), {{"a", 0, kMiB}}, &error)) << error;
   TestTask t({0x00});
   Run(t);
   EXPECT_SENSE(t, SenseKey::kUnitAttention, 0x2A, 0x09);
