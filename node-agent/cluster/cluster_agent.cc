@@ -176,7 +176,10 @@ bool ClusterAgent::WaitFor(const std::function<bool(const ClusterView&, const Ag
 bool ClusterAgent::SleepFor(std::chrono::milliseconds d) {
   std::unique_lock<std::mutex> lock(mu_);
   // Wake early for a status change so it reaches the VIOSMember without waiting a renew interval.
-  cv_.wait_for(lock, d, [&] { return stopping_ || status_dirty_; });
+  // And for queued Events once there is a VIOSMember they can refer to.
+  cv_.wait_for(lock, d, [&] {
+    return stopping_ || status_dirty_ || (!event_queue_.empty() && !member_object_.is_null());
+  });
   return !stopping_;
 }
 
@@ -231,6 +234,7 @@ void ClusterAgent::RegistrationLoop() {
       }
       failures = 0;
       ReportCorruptStateOnce();
+      SendQueuedEvents();
       if (!SleepFor(renew)) {
         return;
       }
@@ -370,6 +374,44 @@ void ClusterAgent::ReportCorruptStateOnce() {
     note.resize(1000);  // events.k8s.io note limit is 1 kB
   }
   recorder_->Record(regarding, kube::EventType::kWarning, "LocalStateCorrupt", "Refetch", note);
+}
+
+bool ClusterAgent::RecordEvent(bool warning, const std::string& reason, const std::string& action,
+                               const std::string& note, const std::string& throttle_key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t suppressed = 0;
+    if (stopping_ || event_queue_.size() >= 64 ||
+        !event_throttle_.Allow(throttle_key, EventThrottle::Clock::now(), &suppressed)) {
+      return false;
+    }
+    std::string text = note;
+    if (suppressed > 0) {
+      text += " (" + std::to_string(suppressed) + " similar events suppressed before this one)";
+    }
+    if (text.size() > 1000) text.resize(1000);  // events.k8s.io note limit is 1 kB
+    event_queue_.push_back(QueuedEvent{warning, reason, action, std::move(text)});
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void ClusterAgent::SendQueuedEvents() {
+  std::vector<QueuedEvent> events;
+  json regarding;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (event_queue_.empty() || member_object_.is_null()) return;
+    // A few per heartbeat: the Lease renewal must not wait behind a long queue.
+    const size_t n = std::min<size_t>(event_queue_.size(), 8);
+    events.assign(event_queue_.begin(), event_queue_.begin() + static_cast<long>(n));
+    event_queue_.erase(event_queue_.begin(), event_queue_.begin() + static_cast<long>(n));
+    regarding = member_object_;
+  }
+  for (const QueuedEvent& e : events) {
+    recorder_->Record(regarding, e.warning ? kube::EventType::kWarning : kube::EventType::kNormal,
+                      e.reason, e.action, e.note);
+  }
 }
 
 // --- view reconciliation --------------------------------------------------------------------

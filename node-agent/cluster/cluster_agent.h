@@ -42,6 +42,7 @@
 #include "common/kube/event_recorder.h"
 #include "common/kube/informer.h"
 #include "node-agent/cluster/cluster_view.h"
+#include "node-agent/cluster/event_throttle.h"
 #include "node-agent/cluster/local_state.h"
 
 namespace vios::agent::cluster {
@@ -123,6 +124,15 @@ class ClusterAgent {
   bool WaitFor(const std::function<bool(const ClusterView&, const AgentState&)>& pred,
                std::chrono::milliseconds timeout) const;
 
+  // RecordEvent reports a Kubernetes Event about this member's VIOSMember (DESIGN.md §6: path
+  // transitions). It never blocks: the event is queued and sent by the heartbeat thread after
+  // its next successful renewal (at once: the thread is woken). Rate-limited per throttle_key
+  // (EventThrottle defaults: 4 at once, then one per 30 s; 20 at once over all keys, then one per
+  // 3 s), the next allowed event saying how many were suppressed; dropped when 64 are queued.
+  // Returns whether it was queued.
+  bool RecordEvent(bool warning, const std::string& reason, const std::string& action,
+                   const std::string& note, const std::string& throttle_key);
+
   const ClusterAgentOptions& options() const { return options_; }
 
  private:
@@ -139,6 +149,7 @@ class ClusterAgent {
   // InstallView swaps in view and publishes the diff; true if anything changed.
   bool InstallView(ClusterView view);
   void ReportCorruptStateOnce();
+  void SendQueuedEvents();
   bool SleepFor(std::chrono::milliseconds d);
 
   const ClusterAgentOptions options_;
@@ -164,7 +175,13 @@ class ClusterAgent {
   LocalState last_saved_;  // Rebuild thread only: what was last written to the local copy.
   bool persist_pending_ = false;
   nlohmann::json member_object_;  // as the last apply returned it (Events refer to it)
-  std::string acquire_time_;      // Lease acquireTime, fixed for this process
+  struct QueuedEvent {
+    bool warning;
+    std::string reason, action, note;
+  };
+  std::vector<QueuedEvent> event_queue_;
+  EventThrottle event_throttle_;
+  std::string acquire_time_;  // Lease acquireTime, fixed for this process
 
   std::thread registration_thread_;
   std::thread reconcile_thread_;
