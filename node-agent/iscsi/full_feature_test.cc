@@ -222,14 +222,7 @@ TEST_F(FullFeatureTest, AbortTaskWaitsForDeviceAndSuppressesResponse) {
 TEST_F(FullFeatureTest, TargetColdResetResetsTheDeviceAndCloses) {
   StartServer();
   auto ini = LoggedIn();
-  Bhs tmf;
-  tmf.SetOpcode(Opcode::kTaskManagementRequest);
-  tmf.bytes[0] |= 0x40;
-  tmf.SetFlags(0x80 | 7);  // TARGET COLD RESET.
-  tmf.SetItt(ini->next_itt++);
-  tmf.SetField32(20, kReservedTag);
-  tmf.SetField32(24, ini->cmd_sn);
-  ini->Send(tmf);
+  ini->Send(ini->TaskManagement(7));  // TARGET COLD RESET.
   auto r = ini->Receive();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->bhs.opcode(), Opcode::kTaskManagementResponse);
@@ -282,13 +275,7 @@ TEST_F(FullFeatureTest, IdleConnectionIsPingedAndClosedWhenSilent) {
 TEST_F(FullFeatureTest, LogoutRespondsAndCloses) {
   StartServer();
   auto ini = LoggedIn();
-  Bhs logout;
-  logout.SetOpcode(Opcode::kLogoutRequest);
-  logout.bytes[0] |= 0x40;
-  logout.SetFlags(0x80);
-  logout.SetItt(ini->next_itt++);
-  logout.SetField32(24, ini->cmd_sn);
-  ini->Send(logout);
+  ini->Send(ini->Logout());
   auto r = ini->Receive();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->bhs.opcode(), Opcode::kLogoutResponse);

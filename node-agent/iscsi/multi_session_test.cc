@@ -20,17 +20,6 @@ using std::chrono::milliseconds;
 
 class MultiSessionTest : public testing::ServerFixture {
  protected:
-  static Bhs Tmf(TestInitiator& ini, uint8_t function) {
-    Bhs tmf;
-    tmf.SetOpcode(Opcode::kTaskManagementRequest);
-    tmf.bytes[0] |= 0x40;
-    tmf.SetFlags(static_cast<uint8_t>(0x80 | function));
-    tmf.SetItt(ini.next_itt++);
-    tmf.SetField32(20, kReservedTag);
-    tmf.SetField32(24, ini.cmd_sn);
-    return tmf;
-  }
-
   static std::string InitiatorPort(const TestInitiator& ini) {
     std::array<uint8_t, 6> isid{};
     std::copy(std::begin(ini.isid), std::end(ini.isid), isid.begin());
@@ -120,7 +109,7 @@ TEST_F(MultiSessionTest, LunResetWaitsForAndSilencesOtherSessionsTasks) {
   device_.Hold(true);
   third->Send(third->Command(TestInitiator::Read10(0, 1), 512, true, false));
   ASSERT_TRUE(WaitFor([&] { return device_.HeldCount() == 1; }));
-  resetter->Send(Tmf(*resetter, 5));  // LOGICAL UNIT RESET, LUN 0.
+  resetter->Send(resetter->TaskManagement(5));  // LOGICAL UNIT RESET, LUN 0.
   EXPECT_FALSE(resetter->Receive(300)) << "answered before the other session's task ended";
   device_.Hold(false);
   device_.ReleaseAll();
@@ -143,7 +132,7 @@ TEST_F(MultiSessionTest, AbortTaskSetLeavesOtherSessionsAlone) {
   Bhs other_cmd = other->Command(TestInitiator::Read10(0, 1), 512, true, false);
   other->Send(other_cmd);
   ASSERT_TRUE(WaitFor([&] { return device_.HeldCount() == 1; }));
-  issuer->Send(Tmf(*issuer, 2));  // ABORT TASK SET: this nexus's tasks only (none).
+  issuer->Send(issuer->TaskManagement(2));  // ABORT TASK SET: this nexus's tasks only (none).
   auto r = issuer->Receive();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->bhs.opcode(), Opcode::kTaskManagementResponse);
@@ -159,7 +148,7 @@ TEST_F(MultiSessionTest, TargetColdResetEndsEverySession) {
   StartServer();
   auto bystander = LoggedIn(1);
   auto resetter = LoggedIn(2);
-  resetter->Send(Tmf(*resetter, 7));
+  resetter->Send(resetter->TaskManagement(7));
   auto r = resetter->Receive();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->bhs.bytes[2], static_cast<uint8_t>(TmfResponse::kComplete));
@@ -177,12 +166,7 @@ TEST_F(MultiSessionTest, LogoutIsAnsweredAfterCommandsInFlight) {
   Bhs cmd = ini->Command(TestInitiator::Read10(0, 1), 512, true, false);
   ini->Send(cmd);
   ASSERT_TRUE(WaitFor([&] { return device_.HeldCount() == 1; }));
-  Bhs logout;
-  logout.SetOpcode(Opcode::kLogoutRequest);
-  logout.bytes[0] |= 0x40;
-  logout.SetFlags(0x80);
-  logout.SetItt(ini->next_itt++);
-  logout.SetField32(24, ini->cmd_sn);
+  Bhs logout = ini->Logout();
   ini->Send(logout);
   EXPECT_FALSE(ini->Receive(300)) << "logout answered while a command was in the Device";
   device_.Hold(false);

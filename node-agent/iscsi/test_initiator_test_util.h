@@ -208,6 +208,28 @@ class TestInitiator {
     return b;
   }
 
+  // Logout builds an immediate Logout Request closing the session (reason 0).
+  Bhs Logout() {
+    Bhs b;
+    b.SetOpcode(Opcode::kLogoutRequest);
+    b.bytes[0] |= 0x40;
+    b.SetFlags(0x80);
+    b.SetItt(next_itt++);
+    b.SetField32(24, cmd_sn);
+    return b;
+  }
+  // TaskManagement builds an immediate Task Management Function Request for LUN 0.
+  Bhs TaskManagement(uint8_t function, uint32_t referenced_itt = kReservedTag) {
+    Bhs b;
+    b.SetOpcode(Opcode::kTaskManagementRequest);
+    b.bytes[0] |= 0x40;
+    b.SetFlags(static_cast<uint8_t>(0x80 | function));
+    b.SetItt(next_itt++);
+    b.SetField32(20, referenced_itt);
+    b.SetField32(24, cmd_sn);
+    return b;
+  }
+
   int fd() const { return fd_; }
   bool header_digest = false;
   bool data_digest = false;
