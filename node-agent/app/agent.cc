@@ -92,7 +92,7 @@ std::unique_ptr<Agent> Agent::Create(const AgentConfig& config) {
   return agent;
 }
 
-Agent::Agent(AgentConfig config) : config_(std::move(config)) {}
+Agent::Agent(AgentConfig config) : config_(std::move(config)), paths_(config_.paths) {}
 
 Agent::~Agent() { Stop(); }
 
@@ -124,16 +124,31 @@ bool Agent::AddBackendLocked(const PoolConfig& pool_config, const BackendConfig&
   // Path health (DESIGN.md §6): active probes of the local path, transitions on the bus; a SAN
   // session whose I/O stalls is reset so its commands retry on a peer at once.
   router::RouterOptions options;
+  options.io_timeout = paths_.io_timeout;  // paths: standalone YAML or VIOSCluster spec.paths
   options.on_event = [this](const router::RouterEvent& e) { PublishRouterEvent(e); };
   if (iscsi != nullptr) {
     options.local_stalled = [iscsi] { iscsi->ResetSession("local I/O outlived its timeout"); };
   }
   router->SetOptions(std::move(options));
-  router->StartProber();
+  router->SetProbing(paths_.probe_interval, paths_.failure_threshold);
   router_metrics_->AddRouter(pool_config.name, b.name, router);
   std::unique_lock routers_lock(routers_mu_);
   routers_[{pool_config.name, b.name}] = router;
   return true;
+}
+
+void Agent::SetPathsLocked(const PathsConfig& paths) {
+  paths_ = paths;
+  std::shared_lock routers_lock(routers_mu_);
+  for (const auto& [key, router] : routers_) {
+    router->SetIoTimeout(paths.io_timeout);
+    router->SetProbing(paths.probe_interval, paths.failure_threshold);
+  }
+}
+
+bool Agent::RerouteEnabled() const {
+  std::lock_guard lock(mu_);
+  return paths_.reroute;
 }
 
 router::Router* Agent::FindRouter(const std::string& pool, const std::string& backend) const {
@@ -165,6 +180,41 @@ void Agent::PublishRouterEvent(const router::RouterEvent& e) {
       break;
   }
   bus_->Publish(std::move(m));
+  RecordPathEvent(e);
+}
+
+void Agent::RecordPathEvent(const router::RouterEvent& e) {
+  // Kubernetes Events on this member's VIOSMember (cluster mode), throttled per backend, path and
+  // reason by the ClusterAgent so a flapping path cannot flood the API server.
+  std::string reason;
+  bool warning = true;
+  std::string note = "backend " + e.router + ": ";
+  switch (e.kind) {
+    case router::RouterEvent::Kind::kRerouteStarted:
+      reason = "ReroutingStarted";
+      note += "local path lost (" + e.reason + "): I/O goes through peers";
+      break;
+    case router::RouterEvent::Kind::kRerouteEnded:
+      reason = "ReroutingEnded";
+      warning = false;
+      note += "local path healthy again: I/O failed back to it";
+      break;
+    case router::RouterEvent::Kind::kPathHealth:
+      reason = e.to == router::PathHealth::kLost       ? "PathLost"
+               : e.to == router::PathHealth::kDegraded ? "PathDegraded"
+                                                       : "PathRecovered";
+      warning = e.to != router::PathHealth::kHealthy;
+      note += "path " + e.path + " " + router::PathHealthName(e.from) + " -> " +
+              router::PathHealthName(e.to) + " (" + e.reason + ")";
+      break;
+  }
+  std::lock_guard lock(event_sink_mu_);
+  if (event_sink_ != nullptr) {
+    const char* action = e.kind == router::RouterEvent::Kind::kRerouteStarted ? "Reroute"
+                         : e.kind == router::RouterEvent::Kind::kRerouteEnded ? "Failback"
+                                                                              : "PathHealth";
+    event_sink_->RecordEvent(warning, reason, action, note, reason + "/" + e.router + "/" + e.path);
+  }
 }
 
 void Agent::OpenBackends() {

@@ -151,6 +151,14 @@ class Agent final : public PortManager {
   void SyncPeerPaths();
   // PublishRouterEvent turns a router's path transitions into bus messages (DESIGN.md §5).
   void PublishRouterEvent(const router::RouterEvent& event);
+  // RecordPathEvent makes it a Kubernetes Event on the VIOSMember (cluster mode; throttled).
+  void RecordPathEvent(const router::RouterEvent& event);
+  // ApplyClusterPaths follows the VIOSCluster's spec.paths; SetPathsLocked applies a paths
+  // setting to every backend's router (probe interval, failure threshold, I/O timeout; reroute
+  // is applied by SyncPeerPaths).
+  void ApplyClusterPaths();
+  void SetPathsLocked(const PathsConfig& paths);
+  bool RerouteEnabled() const;
   router::Router* FindRouter(const std::string& pool, const std::string& backend) const;
   // Saved ports (port_store.h): SavePortsLocked writes the API-made ports; RestorePorts creates
   // the saved ones whose pool is open (the others wait for their pool).
@@ -180,6 +188,9 @@ class Agent final : public PortManager {
   // Cluster membership (optional): the member, the peer channel, the cluster loop.
   std::unique_ptr<cluster::ClusterAgent> cluster_;
   std::unique_ptr<kube::Client> kube_;  // Reads this member's peer certificate Secret.
+  // Where path Events go (cluster_ while joined); router threads read it under the lock.
+  std::mutex event_sink_mu_;
+  cluster::ClusterAgent* event_sink_ = nullptr;  // Guarded by event_sink_mu_.
   std::unique_ptr<peer::PeerServer> peer_server_;
   std::string peer_tls_fingerprint_;  // What the running peer server was started with.
   struct PeerLink {
@@ -211,6 +222,8 @@ class Agent final : public PortManager {
   std::map<std::string, std::string> fuse_dirs_;  // Configured FUSE exports' directories.
   std::vector<PortRequest> pending_ports_;        // Saved ports waiting for their pool.
   std::map<std::pair<std::string, std::string>, std::string> backend_errors_;  // (pool, backend).
+  PathsConfig paths_;  // Guarded by mu_: the config's, then the VIOSCluster's spec.paths.
+  bool paths_from_cluster_ = false;  // Guarded by mu_: spec.paths applied (and logged) once.
   bool started_ = false;
 };
 

@@ -212,6 +212,10 @@ void Agent::JoinCluster() {
   options.state_dir = config_.state_dir;
   cluster_ = std::make_unique<cluster::ClusterAgent>(std::move(kube_config), options, *bus_);
   cluster_->Start();
+  {
+    std::lock_guard lock(event_sink_mu_);
+    event_sink_ = cluster_.get();
+  }
   cluster_thread_ = std::thread([this] { ClusterLoop(); });
   VIOS_LOG(kInfo, "joining cluster")
       .Field("cluster", m.ns + "/" + m.name)
@@ -230,6 +234,10 @@ void Agent::LeaveCluster() {
   }
   if (peer_server_) peer_server_->Stop();
   peer_server_.reset();
+  {
+    std::lock_guard lock(event_sink_mu_);
+    event_sink_ = nullptr;
+  }
   if (cluster_) cluster_->Stop();
   cluster_.reset();
   {
@@ -257,6 +265,7 @@ void Agent::ClusterLoop() {
       std::lock_guard agent_lock(mu_);
       retry_backends = !backend_errors_.empty();
     }
+    if (changed) ApplyClusterPaths();
     if (changed || retry_backends) ApplyClusterPools();
     RestorePorts();
     EnsurePeerServer();
@@ -305,6 +314,45 @@ void Agent::ApplyClusterPools() {
       }
     }
   }
+}
+
+void Agent::ApplyClusterPaths() {
+  cluster::ClusterView view = cluster_->Snapshot();
+  if (!view.config) return;
+  // spec.paths (the CRD validates and defaults it); a field missing or unreadable keeps the
+  // agent's own setting, with a warning for the unreadable.
+  PathsConfig paths = config_.paths;
+  const nlohmann::json& spec = view.config->spec;
+  const nlohmann::json p =
+      spec.is_object() && spec.contains("paths") ? spec["paths"] : nlohmann::json::object();
+  auto duration = [&p](const char* key, std::chrono::milliseconds* out) {
+    if (!p.contains(key)) return;
+    std::optional<std::chrono::milliseconds> d;
+    if (p[key].is_string()) d = ParseDuration(p[key].get<std::string>());
+    if (d && d->count() > 0) {
+      *out = *d;
+    } else {
+      VIOS_LOG(kWarning, "spec.paths: not a duration; kept").Field("field", key);
+    }
+  };
+  if (p.is_object()) {
+    duration("probeInterval", &paths.probe_interval);
+    duration("ioTimeout", &paths.io_timeout);
+    if (p.contains("failureThreshold") && p["failureThreshold"].is_number_unsigned() &&
+        p["failureThreshold"].get<uint64_t>() >= 1) {
+      paths.failure_threshold = static_cast<unsigned>(p["failureThreshold"].get<uint64_t>());
+    }
+    if (p.contains("reroute") && p["reroute"].is_boolean()) paths.reroute = p["reroute"];
+  }
+  std::lock_guard lock(mu_);
+  if (paths == paths_ && paths_from_cluster_) return;
+  paths_from_cluster_ = true;
+  VIOS_LOG(kInfo, "path settings from the cluster spec")
+      .Field("probe_interval_ms", paths.probe_interval.count())
+      .Field("failure_threshold", paths.failure_threshold)
+      .Field("reroute", paths.reroute)
+      .Field("io_timeout_ms", paths.io_timeout.count());
+  SetPathsLocked(paths);
 }
 
 void Agent::SavePortsLocked() {
@@ -433,6 +481,9 @@ void Agent::SyncPeerPaths() {
   const std::string dir = config_.state_dir + "/peer";
   const peer::PeerTls tls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};
   cluster::ClusterView view = cluster_->Snapshot();
+  // spec.paths.reroute false: no peer paths (I/O waits for the local path up to ioTimeout); the
+  // channels stay for the cluster's other traffic and for peers' requests.
+  const bool reroute = RerouteEnabled();      // before peer_links_mu_: mu_ is never taken inside it
   std::map<std::string, std::string> wanted;  // member -> peer address
   for (const auto& [name, peer] : view.peers) {
     if (!peer.peer_address.empty() && peer.state != "Leaving") wanted[name] = peer.peer_address;
@@ -465,7 +516,7 @@ void Agent::SyncPeerPaths() {
       if (path == router->Paths().front()) continue;
       const std::string member = path->Name().substr(5);  // "peer:<member>"
       auto link = peer_links_.find(member);
-      if (link == peer_links_.end() || replaced.count(member)) {
+      if (link == peer_links_.end() || replaced.count(member) || !reroute) {
         router->RemovePath(path->Name());
         VIOS_LOG(kInfo, "peer path removed").Field("backend", router->name()).Field("peer", member);
       } else {
@@ -473,7 +524,7 @@ void Agent::SyncPeerPaths() {
       }
     }
     for (const auto& [member, link] : peer_links_) {
-      if (present.count(member)) continue;
+      if (present.count(member) || !reroute) continue;
       router::PeerPathOptions options;
       options.pool = key.first;
       options.backend = key.second;
