@@ -163,6 +163,24 @@ def test_preempt_through_b_fences_a_before_it_completes(pr):
     assert found[0]["reportingController"] == "vios.dev/agent", found[0]
 
 
+def test_preempt_and_abort_through_c_fences_b(pr):
+    b2, c1 = pr.s["b2"], pr.s["c1"]
+    ok(b2("register 0 b2"))
+    ok(b2("reserve b2 ea"))
+    ok(c1("register 0 c1"))
+    ok(c1("write 6"), CONFLICT)
+    ok(c1("preempt-abort c1 b2 we-ro"))
+    fenced = ok(b2("write 6"), CONFLICT)
+    assert REGISTRATIONS_PREEMPTED in fenced.get("unit_attentions", []), fenced
+    ok(c1("write 6"))
+    ok(pr.s["a1"]("write 6"), CONFLICT)  # not registered: Write Exclusive - Registrants Only
+    res = pr.reservation()
+    assert res["type"] == "WriteExclusiveRegistrantsOnly", res
+    assert initiator_of_port(res["holder"]) == I["c1"], res
+    assert_agents_agree(pr)
+    clear_all(pr)
+
+
 def test_preempt_fences_a_cut_from_the_api_server(pr):
     a1, a2, b1 = pr.s["a1"], pr.s["a2"], pr.s["b1"]
     ok(a1("register 0 a3"))
