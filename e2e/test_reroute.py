@@ -79,11 +79,14 @@ class RerouteCluster:
 def rr(control_plane, tmp_path_factory):
     c = RerouteCluster(control_plane, str(tmp_path_factory.mktemp("reroute")))
     try:
+        # Probes every second, Lost after two failures: the settings the stall and failback
+        # figures (bench/peer-path/README.md) are measured with (the CRD defaults are 5s and 3).
         cluster = {"apiVersion": "vios.dev/v1alpha1", "kind": "VIOSCluster",
                    "metadata": {"name": "rr", "namespace": c.ns},
                    "spec": {"pools": [{"name": "pool0", "extentSize": "16Mi", "backends": [
                        {"name": "san0", "iscsi": {"portal": "127.77.2.1:3260", "iqn": SAN_IQN,
-                                                  "lun": 1}}]}]}}
+                                                  "lun": 1}}]}],
+                            "paths": {"probeInterval": "1s", "failureThreshold": 2}}}
         control_plane.kubectl("apply", "-f", "-", input=json.dumps(cluster))
         c.operator.start()
         for agent in c.agents.values():
@@ -100,6 +103,9 @@ def rr(control_plane, tmp_path_factory):
         out = subprocess.run([ctl, "--socket", a.socket, "create", json.dumps(request)],
                              check=True, capture_output=True, text=True).stdout
         c.url = "iscsi://%s:3260/%s/0" % (a.address, json.loads(out)["port"]["targetIqn"])
+        c.started = time.monotonic()
+        for agent in c.agents.values():  # spec.paths reached every agent
+            agent.wait_log('"msg":"path settings from the cluster spec"', 30)
         yield c
     finally:
         c.close()
@@ -149,6 +155,19 @@ def check_clean(code, result, err):
     assert result["ios"] > 0, result
 
 
+def member_events(rr, member):
+    """The Kubernetes Events about a VIOSMember: [(reason, type, note, count)]."""
+    items = get_json(rr.cp, "-n", rr.ns, "events")["items"]
+    out = []
+    for e in items:
+        obj = e.get("involvedObject") or e.get("regarding") or {}
+        if obj.get("kind") == "VIOSMember" and obj.get("name") == member:
+            count = (e.get("series") or {}).get("count") or e.get("count") or 1
+            out.append((e.get("reason"), e.get("type"), e.get("message") or e.get("note") or "",
+                        count))
+    return out
+
+
 def wait_failback(rr):
     wait_until(lambda: rr.metric("agent-a", "vios_rerouted", backend="san0") == 0, 30,
                "agent-a failed back", interval=0.2)
@@ -164,6 +183,15 @@ def test_link_down_reroutes_without_errors_and_fails_back(rr):
           % (result["ios"], stall_ms))
     wait_failback(rr)
     assert rr.metric("agent-a", "vios_reroutes_total", backend="san0") is not None
+    # Every transition became an Event on agent-a's VIOSMember (item 3 of issue #7).
+    wanted = {"PathLost", "ReroutingStarted", "ReroutingEnded", "PathRecovered"}
+    wait_until(lambda: wanted <= {r for r, _, _, _ in member_events(rr, "agent-a")}, 20,
+               "agent-a's path Events")
+    events = member_events(rr, "agent-a")
+    assert any(r == "ReroutingStarted" and t == "Warning" and "san0" in n
+               for r, t, n, _ in events), events
+    assert any(r == "PathRecovered" and t == "Normal" and "local" in n
+               for r, t, n, _ in events), events
 
 
 def test_nftables_drop_reroutes_without_errors(rr):
@@ -176,6 +204,110 @@ def test_nftables_drop_reroutes_without_errors(rr):
     check_clean(code, result, err)
     assert seen.get("rerouted"), seen
     print("nftables drop: worst I/O latency %.0f ms" % (result["latency_us"]["max"] / 1000))
+    wait_failback(rr)
+
+
+def tgtd_connections(rr, address):
+    """(tid, sid, cid) of every connection tgtd has from the initiator address."""
+    out = rr.tgtd.tgtadm("--mode", "target", "--op", "show")
+    found, tid, sid, cid = [], None, None, None
+    for line in out.splitlines():
+        m = re.match(r"\s*Target (\d+):", line)
+        if m:
+            tid = m.group(1)
+        m = re.match(r"\s*I_T nexus: (\d+)", line)
+        if m:
+            sid = m.group(1)
+        m = re.match(r"\s*Connection: (\d+)", line)
+        if m:
+            cid = m.group(1)
+        m = re.match(r"\s*IP Address: (\S+)", line)
+        if m and m.group(1) == address and None not in (tid, sid, cid):
+            found.append((tid, sid, cid))
+    return found
+
+
+def test_session_reset_from_the_san_side_reroutes_without_errors(rr):
+    """tgtd closes agent-a's SAN connection (tgtadm --mode conn --op delete) three times while
+    the load runs: every I/O completes and verifies."""
+    a_san = "127.77.2.10"
+    resets = []
+
+    def reset():
+        conns = tgtd_connections(rr, a_san)
+        for tid, sid, cid in conns:
+            rr.tgtd.tgtadm("--mode", "conn", "--op", "delete", "--tid", tid, "--sid", sid,
+                           "--cid", cid)
+        resets.append(len(conns))
+
+    def disturb():
+        for pause in (2, 4, 4):
+            time.sleep(pause)
+            reset()
+
+    before = rr.metric("agent-a", "vios_reroutes_total", backend="san0", reason="io_error") or 0
+    t = threading.Thread(target=disturb)
+    t.start()
+    code, result, err = loadgen(rr, 14)
+    t.join()
+    check_clean(code, result, err)
+    assert resets and all(n >= 1 for n in resets), resets  # a connection was there to reset
+    print("tgtd session resets %s: %d I/Os verified, worst I/O latency %.0f ms"
+          % (resets, result["ios"], result["latency_us"]["max"] / 1000))
+    after = rr.metric("agent-a", "vios_reroutes_total", backend="san0", reason="io_error") or 0
+    assert after > before, "agent-a did not reroute on the reset (%s -> %s)" % (before, after)
+    wait_failback(rr)
+
+
+def set_io_timeout(rr, value):
+    patch = {"spec": {"paths": {"ioTimeout": value}}}
+    rr.cp.kubectl("-n", rr.ns, "patch", "viosclusters.vios.dev", "rr", "--type=merge", "-p",
+                  json.dumps(patch))
+
+
+def test_every_path_cut_fails_with_aborted_command_then_resumes(rr):
+    """With every agent's SAN link down, I/O fails with ABORTED COMMAND / LOGICAL UNIT
+    COMMUNICATION FAILURE (0B/08/00) once spec.paths.ioTimeout (3 s here, set at run time)
+    expires; with the links back, I/O flows again without restarting anything."""
+    a = rr.agents["agent-a"]
+
+    def follows(ms, mark):
+        return re.search(r'"io_timeout_ms":%d[,}]' % ms, a.log()[mark:]) is not None
+
+    mark = len(a.log())
+    set_io_timeout(rr, "3s")
+    try:
+        wait_until(lambda: follows(3000, mark), 30, "agent-a following ioTimeout 3s")
+        for name in NAMES:
+            rr.set_san_link(name, False)
+        # agent-a: its own path and both peers' paths Lost (the peers say so in Health).
+        for path in ("local", "peer:agent-b", "peer:agent-c"):
+            wait_until(lambda: rr.metric("agent-a", "vios_path_health", backend="san0",
+                                         path=path, state="lost") == 1, 30,
+                       "agent-a's %s path Lost" % path)
+        tool = os.path.join(BUILD_DIR, "bench", "loadgen", "vios-loadgen")
+        t0 = time.monotonic()
+        res = rr.hosts["agent-a"].run(
+            [tool, "--initiator-name", INITIATOR, "--rw", "randread", "--bs", "4k", "--qd", "1",
+             "--ios", "1", "--timeout", "30", rr.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
+        elapsed = time.monotonic() - t0
+        err = res.stderr.decode(errors="replace") if isinstance(res.stderr, bytes) else res.stderr
+        assert res.returncode != 0, err
+        # libiscsi's words for sense key 0Bh (ABORTED COMMAND), ASC/ASCQ 08h/00h.
+        assert "SENSE KEY:COMMAND ABORTED(11)" in err and "/0x0800" in err, err
+        print("every path cut: the read failed with ABORTED COMMAND 08/00 after %.2f s "
+              "(ioTimeout 3 s; includes login)" % elapsed)
+        assert 3.0 <= elapsed < 3.0 + 2.0, elapsed
+    finally:
+        for name in NAMES:
+            rr.set_san_link(name, True)
+        mark = len(a.log())
+        set_io_timeout(rr, None)
+    wait_until(lambda: follows(30000, mark), 30, "agent-a back to the 30 s ioTimeout")
+    # Nothing restarted: I/O waits for a path (the probes need a few seconds) and flows again.
+    code, result, err = loadgen(rr, 4)
+    check_clean(code, result, err)
     wait_failback(rr)
 
 
@@ -213,6 +345,13 @@ def test_repeated_cuts_keep_every_block_verified(rr):
         wait_failback(rr)
     stalls.sort()
     assert stalls[-1] < 2000, stalls  # target < 1 s (bench/README); room for sanitizers
+    # Twenty flaps of the same path did not make twenty PathLost Events: the agent throttles
+    # them (4 at once, then one per 30 s per backend, path and reason).
+    lost = sum(c for r, _, n, c in member_events(rr, "agent-a")
+               if r == "PathLost" and "path local" in n)
+    allowed = 4 + (time.monotonic() - rr.started) / 30 + 1
+    assert 1 <= lost <= allowed, (lost, allowed)
+    print("PathLost Events for the local path after %d+ cuts: %d" % (len(stalls), lost))
     print("stalls over %d cuts (ms): %s" % (len(stalls), ", ".join("%.0f" % s for s in stalls)))
     with open(os.path.join(rr.workdir, "stalls-ms"), "w") as f:
         f.write("\n".join("%.1f" % s for s in stalls) + "\n")
