@@ -384,7 +384,7 @@ TEST_F(PrClusterTest, CollectorExportsTheAgreedFamilies) {
   EXPECT_EQ(names,
             (std::set<std::string>{"vios_pr_operations_total", "vios_pr_conflicts_total",
                                    "vios_pr_preemptions_total", "vios_pr_notify_latency_seconds",
-                                   "vios_pr_store_errors_total"}));
+                                   "vios_pr_store_errors_total", "vios_pr_store_conflicts_total"}));
   EXPECT_EQ(a_register, 1);
   EXPECT_EQ(b_preemptions, 1);
   EXPECT_EQ(a_conflicts, 1);

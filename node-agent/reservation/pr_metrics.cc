@@ -71,6 +71,10 @@ std::vector<MetricFamily> PrCollector::Collect() const {
   MetricFamily errors =
       Family("vios_pr_store_errors_total", "Reservation state reads and writes that failed.",
              MetricType::Counter);
+  MetricFamily races = Family(
+      "vios_pr_store_conflicts_total",
+      "Reservation state writes that lost a race with another agent (recomputed and retried).",
+      MetricType::Counter);
 
   std::array<uint64_t, PrCounters::kNotifyBoundsSeconds.size() + 1> buckets{};
   uint64_t sum_ns = 0;
@@ -84,6 +88,7 @@ std::vector<MetricFamily> PrCollector::Collect() const {
     conflicts.metric.push_back(Counter({{"volume", s.volume}}, c.conflicts));
     preemptions.metric.push_back(Counter({{"volume", s.volume}}, c.preemptions));
     errors.metric.push_back(Counter({{"volume", s.volume}}, c.store_errors));
+    races.metric.push_back(Counter({{"volume", s.volume}}, c.store_conflicts));
     for (size_t i = 0; i < buckets.size(); ++i) {
       buckets[i] += c.notify_buckets[i].load(std::memory_order_relaxed);
     }
@@ -103,8 +108,8 @@ std::vector<MetricFamily> PrCollector::Collect() const {
   h.histogram.sample_count = cumulative;
   h.histogram.sample_sum = static_cast<double>(sum_ns) / 1e9;
   latency.metric.push_back(std::move(h));
-  return {std::move(ops), std::move(conflicts), std::move(preemptions), std::move(latency),
-          std::move(errors)};
+  return {std::move(ops),     std::move(conflicts), std::move(preemptions),
+          std::move(latency), std::move(errors),    std::move(races)};
 }
 
 }  // namespace vios::reservation

@@ -9,6 +9,7 @@
 //   vios_pr_preemptions_total{volume}      PREEMPT / PREEMPT AND ABORT that removed registrations
 //   vios_pr_notify_latency_seconds         histogram: NotifyAll duration, all volumes
 //   vios_pr_store_errors_total{volume}     store reads/writes that failed (API server unreachable)
+//   vios_pr_store_conflicts_total{volume}  store writes that lost a race with another agent
 //
 //   auto collector = std::make_shared<reservation::PrCollector>();
 //   registry.ExposeCollectable(collector);
