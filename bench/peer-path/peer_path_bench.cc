@@ -11,14 +11,14 @@
 // through their own IscsiBackend session (libiscsi), as in the e2e, and "local" is A's iSCSI
 // session while "peer" is A -> B (gRPC, mTLS) -> B's iSCSI session.
 //
-//   vios-peer-path-bench [--san] [--unary] [--workload NAME] [--file PATH] [--size-mib N]
+//   vios-peer-path-bench [--san] [--unary|--compare] [--workload NAME] [--file PATH] [--size-mib N]
 //                        [--seconds S] [--rounds R] [--qd N] [--json]
 //
 // --rounds R alternates local and peer R times within --seconds per mode (fairer on a loaded
 // machine).
 //
 // --unary forwards with one ExecuteIo call per I/O instead of the IoStream (the transport before
-// issue #7's stream), for comparison.
+// issue #7's stream); --compare runs both, alternating with local, in one process.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
   bool json = false;
   bool san = false;
   bool unary = false;
+  bool compare = false;
   std::string only;  // one workload by name
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -172,13 +173,16 @@ int main(int argc, char** argv) {
       rounds = std::max(1, std::stoi(next()));
     } else if (a == "--unary") {
       unary = true;
+    } else if (a == "--compare") {
+      compare = true;
     } else if (a == "--workload") {
       only = next();
     } else {
-      std::fprintf(stderr,
-                   "usage: %s [--san] [--unary] [--workload NAME] [--file PATH] [--size-mib N] "
-                   "[--seconds S] [--rounds R] [--qd N] [--json]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--san] [--unary|--compare] [--workload NAME] [--file PATH] [--size-mib N] "
+          "[--seconds S] [--rounds R] [--qd N] [--json]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -234,19 +238,28 @@ int main(int argc, char** argv) {
   router::Router router("p/b", std::move(a_disk));
   auto channel = agent::peer::MakePeerChannel("127.0.0.1:" + std::to_string(server.port()),
                                               "node-b", pki.Tls("node-a", "ca"));
-  auto path = std::make_unique<router::PeerPath>(
-      channel, router::PeerPathOptions{.pool = "p",
-                                       .backend = "b",
-                                       .peer = "node-b",
-                                       .self = "node-a",
-                                       .health_interval = std::chrono::milliseconds(0),
-                                       .transport = unary ? router::PeerTransport::kUnary
-                                                          : router::PeerTransport::kStream});
-  if (path->CheckHealth() != router::PathHealth::kHealthy) {
-    std::fprintf(stderr, "peer not healthy\n");
-    return 1;
-  }
-  router.AddPath(std::move(path));
+  // A fresh PeerPath per peer run (added for the run, removed after): the transports can be
+  // compared in one process against the same peer.
+  auto make_path = [&](router::PeerTransport transport) {
+    auto path = std::make_unique<router::PeerPath>(
+        channel, router::PeerPathOptions{.pool = "p",
+                                         .backend = "b",
+                                         .peer = "node-b",
+                                         .self = "node-a",
+                                         .health_interval = std::chrono::milliseconds(0),
+                                         .transport = transport});
+    if (path->CheckHealth() != router::PathHealth::kHealthy) {
+      std::fprintf(stderr, "peer not healthy\n");
+      std::exit(1);
+    }
+    return path;
+  };
+  // Modes: 0 local, 1 via peer (IoStream, or ExecuteIo with --unary), 2 via peer with ExecuteIo
+  // (--compare only).
+  const int modes = compare ? 3 : 2;
+  auto transport_of = [&](int mode) {
+    return mode == 2 || unary ? router::PeerTransport::kUnary : router::PeerTransport::kStream;
+  };
 
   const std::vector<Workload> workloads = {
       {"128k-seq-read", backend::IoOp::kRead, 128 << 10, false},
@@ -258,39 +271,56 @@ int main(int argc, char** argv) {
   std::string rows, json_rows;
   for (const Workload& w : workloads) {
     if (!only.empty() && only != w.name) continue;
-    // Local and peer alternate in `rounds` slices of seconds/rounds each, so a neighbour's load
-    // on the shared machine hits both modes alike; MB/s is the mean over the slices.
-    double mbps[2] = {0, 0};
+    // The modes alternate in `rounds` slices of seconds/rounds each, so a neighbour's load on
+    // the shared machine hits them alike; MB/s is the mean over the slices.
+    double mbps[3] = {0, 0, 0};
     uint64_t errors = 0;
     const auto slice = std::chrono::milliseconds(seconds * 1000 / rounds);
     for (int r = 0; r < rounds; ++r) {
-      for (int mode = 0; mode < 2; ++mode) {
+      for (int mode = 0; mode < modes; ++mode) {
         router.local_path()->SetHealth(mode == 0 ? router::PathHealth::kHealthy
                                                  : router::PathHealth::kLost);
+        if (mode > 0) router.AddPath(make_path(transport_of(mode)));
         Driver d(&router, w, qd, span);
         mbps[mode] += d.Run(slice) / rounds;
         errors += d.errors();
+        if (mode > 0) router.RemovePath("peer:node-b");
       }
     }
     const double ratio = mbps[1] / mbps[0];
-    char line[256];
-    std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %llu |\n", w.name, qd,
-                  mbps[0], mbps[1], ratio, static_cast<unsigned long long>(errors));
+    const double ratio_unary = mbps[2] / mbps[0];
+    char line[320];
+    if (compare) {
+      std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %.1f | %.2f | %llu |\n",
+                    w.name, qd, mbps[0], mbps[1], ratio, mbps[2], ratio_unary,
+                    static_cast<unsigned long long>(errors));
+    } else {
+      std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %llu |\n", w.name, qd,
+                    mbps[0], mbps[1], ratio, static_cast<unsigned long long>(errors));
+    }
     rows += line;
     std::snprintf(line, sizeof line,
                   "%s{\"workload\":\"%s\",\"qd\":%u,\"local_mbps\":%.1f,\"peer_mbps\":%.1f,"
-                  "\"ratio\":%.3f,\"errors\":%llu}",
-                  json_rows.empty() ? "" : ",", w.name, qd, mbps[0], mbps[1], ratio,
+                  "\"ratio\":%.3f,\"unary_mbps\":%.1f,\"errors\":%llu}",
+                  json_rows.empty() ? "" : ",", w.name, qd, mbps[0], mbps[1], ratio, mbps[2],
                   static_cast<unsigned long long>(errors));
     json_rows += line;
   }
   if (json) {
-    std::printf("{\"backend\":\"%s\",\"seconds\":%d,\"results\":[%s]}\n", a_describe.c_str(),
-                seconds, json_rows.c_str());
+    std::printf("{\"backend\":\"%s\",\"seconds\":%d,\"rounds\":%d,\"results\":[%s]}\n",
+                a_describe.c_str(), seconds, rounds, json_rows.c_str());
   } else {
-    std::printf("backend %s, %d s per run, MB/s = 10^6 bytes/s\n\n", a_describe.c_str(), seconds);
-    std::printf("| workload | QD | local MB/s | via peer MB/s | ratio | errors |\n");
-    std::printf("|---|---|---|---|---|---|\n%s", rows.c_str());
+    std::printf("backend %s, %d s per mode in %d rounds, MB/s = 10^6 bytes/s\n\n",
+                a_describe.c_str(), seconds, rounds);
+    if (compare) {
+      std::printf(
+          "| workload | QD | local MB/s | via peer, IoStream | ratio | via peer, ExecuteIo | ratio "
+          "| errors |\n|---|---|---|---|---|---|---|---|\n%s",
+          rows.c_str());
+    } else {
+      std::printf("| workload | QD | local MB/s | via peer MB/s | ratio | errors |\n");
+      std::printf("|---|---|---|---|---|---|\n%s", rows.c_str());
+    }
   }
   server.Stop();
   std::filesystem::remove(file);
