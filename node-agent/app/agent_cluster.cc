@@ -79,7 +79,9 @@ std::shared_ptr<reservation::LocalPersistentReservations> Agent::MakeReservation
     options.volume = id;
     options.notifier = pr_notifier_.get();
     policy = std::make_shared<reservation::LocalPersistentReservations>(
-        std::make_unique<reservation::KubePrStateStore>(pr_client_, config_.cluster->ns, id),
+        // Events about reservation changes name this member as their reporting instance.
+        std::make_unique<reservation::KubePrStateStore>(pr_client_, config_.cluster->ns, id,
+                                                        config_.node_name),
         options);
   } else {
     // One agent: persisted under the state directory (APTPL) when there is one.
