@@ -3,11 +3,13 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -211,10 +213,16 @@ LocalStateStore::LoadResult LocalStateStore::Load() {
   LoadResult result;
   std::error_code ec;
   // A temp file is a write that never reached its rename: the state file (if any) is the last
-  // complete copy, so the temp is garbage.
+  // complete copy, so the temp is garbage — unless its writer (the pid in its name) is alive:
+  // then it is a write in progress, maybe in this very process.
+  const std::string temp_prefix = std::string(kFileName) + kTempMarker;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(std::string(kFileName) + kTempMarker, 0) == 0) {
+    if (name.rfind(temp_prefix, 0) == 0) {
+      const long writer = std::strtol(name.c_str() + temp_prefix.size(), nullptr, 10);
+      if (writer > 0 && (::kill(static_cast<pid_t>(writer), 0) == 0 || errno == EPERM)) {
+        continue;
+      }
       std::filesystem::remove(entry.path(), ec);
       ++result.stale_temps_removed;
       VIOS_LOG(kWarning, "removed stale temp file of an interrupted state write")

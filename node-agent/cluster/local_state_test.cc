@@ -145,15 +145,20 @@ TEST_F(LocalStateTest, CrashMidWriteLeavesPreviousCopyIntact) {
   LocalStateStore store(dir_);
   LocalState s = Sample();
   store.Save(s);
-  // A crash between write and rename leaves a partial temp file beside the good copy.
-  const fs::path tmp = dir_ / "cluster-state.json.tmp.4242";
+  // A crash between write and rename leaves a partial temp file beside the good copy; its
+  // writer (the pid in the name; above any pid_max) is gone.
+  const fs::path tmp = dir_ / "cluster-state.json.tmp.2147483647";
   const std::string next = LocalStateStore::Encode(LocalState{});
   WriteFile(tmp, next.substr(0, next.size() / 2));
+  // A temp file of a live writer (this process) is a write in progress: it stays.
+  const fs::path live = dir_ / ("cluster-state.json.tmp." + std::to_string(::getpid()));
+  WriteFile(live, next.substr(0, next.size() / 3));
   auto r = store.Load();
   ASSERT_EQ(r.outcome, LocalStateStore::Outcome::kLoaded) << r.error;
   EXPECT_EQ(r.state.members, s.members);
   EXPECT_EQ(r.stale_temps_removed, 1);
   EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_TRUE(fs::exists(live));
 }
 
 TEST_F(LocalStateTest, SaveLeavesNoTempFiles) {
