@@ -121,12 +121,20 @@ class Agent final : public PortManager {
   std::shared_ptr<reservation::LocalPersistentReservations> MakeReservationPolicy(
       const std::string& id, bool cluster_volume);
   void ForgetReservationPolicy(const std::string& id);
-  // NotifyPeers sends a volume's new reservation state to every Up peer (DESIGN.md §7); true
-  // once all applied it. ApplyPeerReservation is the receiving side.
+  // NotifyPeers sends a volume's new reservation state to every peer (DESIGN.md §7); true once
+  // every Up one applied it (Down ones are told too, not waited for). ApplyPeerReservation is
+  // the receiving side.
   bool NotifyPeers(const std::string& volume, uint64_t version, const std::string& state_json,
                    std::string* error);
   peer::ReservationResult ApplyPeerReservation(const std::string& volume, uint64_t version,
                                                const std::string& state_json);
+  // QueryPeers asks every member of the cluster view (Down ones too: the view may be stale while
+  // the API server is away) for its copy of a volume's reservation state; true once each
+  // answered from a confirmed copy or said it holds none. QueryLocalReservation is the
+  // receiving side.
+  bool QueryPeers(const std::string& volume,
+                  std::vector<reservation::PrPeerNotifier::PeerState>* states, std::string* error);
+  peer::ReservationCopy QueryLocalReservation(const std::string& volume);
   // AddPortLocked makes the port live: an iSCSI target, or a FUSE export once started.
   PortInfo AddPortLocked(PortRequest request);
   void StartFuseLocked(const std::string& name, PortState& port);
@@ -204,7 +212,8 @@ class Agent final : public PortManager {
   // them without taking mu_), the notifier cluster volumes use, and their metrics.
   class PeerReservationNotifier;
   std::unique_ptr<reservation::PrPeerNotifier> pr_notifier_;
-  std::shared_ptr<kube::Client> pr_client_;  // Short retries: a PR OUT waits for them.
+  std::shared_ptr<kube::Client> pr_client_;       // Short retries: a PR OUT waits for them.
+  std::shared_ptr<kube::Client> pr_read_client_;  // Reservation re-reads: one short attempt.
   std::shared_ptr<reservation::PrCollector> pr_collector_ =
       std::make_shared<reservation::PrCollector>();
   std::mutex pr_mu_;

@@ -50,6 +50,10 @@ class Agent::PeerReservationNotifier final : public reservation::PrPeerNotifier 
                  std::string* error) override {
     return agent_->NotifyPeers(volume, version, state_json, error);
   }
+  bool QueryAll(const std::string& volume, std::vector<PeerState>* states,
+                std::string* error) override {
+    return agent_->QueryPeers(volume, states, error);
+  }
 
  private:
   Agent* agent_;
@@ -78,11 +82,11 @@ std::shared_ptr<reservation::LocalPersistentReservations> Agent::MakeReservation
     reservation::ClusterOptions options;
     options.volume = id;
     options.notifier = pr_notifier_.get();
-    policy = std::make_shared<reservation::LocalPersistentReservations>(
-        // Events about reservation changes name this member as their reporting instance.
-        std::make_unique<reservation::KubePrStateStore>(pr_client_, config_.cluster->ns, id,
-                                                        config_.node_name),
-        options);
+    // Events about reservation changes name this member as their reporting instance.
+    auto store = std::make_unique<reservation::KubePrStateStore>(pr_client_, config_.cluster->ns,
+                                                                 id, config_.node_name);
+    store->UseForReads(pr_read_client_);
+    policy = std::make_shared<reservation::LocalPersistentReservations>(std::move(store), options);
   } else {
     // One agent: persisted under the state directory (APTPL) when there is one.
     std::unique_ptr<reservation::PrStateStore> store;
@@ -117,16 +121,70 @@ void Agent::ForgetReservationPolicy(const std::string& id) {
 
 bool Agent::NotifyPeers(const std::string& volume, uint64_t version, const std::string& state_json,
                         std::string* error) {
-  // Peers the operator marks Down are skipped: their Lease expired longer ago than the
-  // reservation lease, so a copy they may still hold is no longer trusted (reservation README).
-  std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> targets;
+  // Every peer is told. One the operator marks Down may be skipped when it does not answer:
+  // its Lease expired longer ago than the reservation lease, so a copy it may still hold is no
+  // longer trusted by itself (reservation README). But Down is only what the view says: a peer
+  // that just got back to the API server (its copy confirmed again) may still show Down for a
+  // moment, so it is told like the others when it answers.
+  struct Target {
+    std::string name;
+    std::shared_ptr<grpc::Channel> channel;
+    bool required;  // Up: its failure fails the notification.
+  };
+  std::vector<Target> targets;
   std::vector<std::string> failed;
   if (!cluster_) return true;
   cluster::ClusterView view = cluster_->Snapshot();
   {
     std::lock_guard lock(peer_links_mu_);
     for (const auto& [name, peer] : view.peers) {
-      if (peer.state != "Up") continue;
+      if (peer.state == "Leaving") continue;
+      const bool required = peer.state == "Up";
+      auto link = peer_links_.find(name);
+      if (link != peer_links_.end()) {
+        targets.push_back({name, link->second.channel, required});
+      } else if (required) {
+        failed.push_back(name + " (no channel)");
+      }
+    }
+  }
+  for (const auto& [name, channel, required] : targets) {
+    auto stub = vios::peer::v1::Peer::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    vios::peer::v1::ReservationUpdate update;
+    update.set_volume(volume);
+    update.set_version(version);
+    update.set_state_json(state_json);
+    update.set_from_member(config_.node_name);
+    vios::peer::v1::ReservationAck ack;
+    grpc::Status status = stub->ApplyReservation(&ctx, update, &ack);
+    if (required && (!status.ok() || !ack.applied())) {
+      failed.push_back(name + " (" + (status.ok() ? ack.error() : status.error_message()) + ")");
+    }
+  }
+  if (failed.empty()) return true;
+  *error = "not confirmed by";
+  for (const std::string& f : failed) *error += " " + f;
+  return false;
+}
+
+bool Agent::QueryPeers(const std::string& volume,
+                       std::vector<reservation::PrPeerNotifier::PeerState>* states,
+                       std::string* error) {
+  if (!cluster_) {
+    *error = "not in a cluster";
+    return false;
+  }
+  // Every member this agent knows of is asked, Down ones too: while the API server is away the
+  // view may be stale, and a member it shows Down may be a writer again (reservation README).
+  std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> targets;
+  std::vector<std::string> failed;
+  cluster::ClusterView view = cluster_->Snapshot();
+  {
+    std::lock_guard lock(peer_links_mu_);
+    for (const auto& [name, peer] : view.peers) {
+      if (peer.state == "Leaving") continue;  // Shutting down cleanly: no longer a writer.
       auto link = peer_links_.find(name);
       if (link == peer_links_.end()) {
         failed.push_back(name + " (no channel)");
@@ -139,21 +197,37 @@ bool Agent::NotifyPeers(const std::string& volume, uint64_t version, const std::
     auto stub = vios::peer::v1::Peer::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    vios::peer::v1::ReservationUpdate update;
-    update.set_volume(volume);
-    update.set_version(version);
-    update.set_state_json(state_json);
-    update.set_from_member(config_.node_name);
-    vios::peer::v1::ReservationAck ack;
-    grpc::Status status = stub->ApplyReservation(&ctx, update, &ack);
-    if (!status.ok() || !ack.applied()) {
-      failed.push_back(name + " (" + (status.ok() ? ack.error() : status.error_message()) + ")");
+    vios::peer::v1::ReservationQuery query;
+    query.set_volume(volume);
+    query.set_from_member(config_.node_name);
+    vios::peer::v1::ReservationCopy copy;
+    grpc::Status status = stub->QueryReservation(&ctx, query, &copy);
+    if (!status.ok()) {
+      failed.push_back(name + " (" + status.error_message() + ")");
+    } else if (copy.served() && !copy.confirmed()) {
+      failed.push_back(name + " (its copy is not confirmed either)");
+    } else if (copy.served()) {
+      states->push_back({copy.version(), copy.state_json()});
     }
   }
   if (failed.empty()) return true;
-  *error = "not confirmed by";
+  *error = "not answered by";
   for (const std::string& f : failed) *error += " " + f;
   return false;
+}
+
+peer::ReservationCopy Agent::QueryLocalReservation(const std::string& volume) {
+  std::shared_ptr<reservation::LocalPersistentReservations> policy;
+  {
+    std::lock_guard lock(pr_mu_);
+    auto it = pr_policies_.find(volume);
+    if (it != pr_policies_.end()) policy = it->second.lock();
+  }
+  peer::ReservationCopy copy;
+  if (!policy) return copy;  // Not served here: no copy, not a witness.
+  copy.served = true;
+  copy.confirmed = policy->Current(&copy.version, &copy.state_json);
+  return copy;
 }
 
 peer::ReservationResult Agent::ApplyPeerReservation(const std::string& volume, uint64_t version,
@@ -183,9 +257,22 @@ void Agent::JoinCluster() {
   kube::RetryPolicy retry;
   retry.max_attempts = 1;  // The cluster loop retries on its own schedule.
   kube_ = std::make_unique<kube::Client>(kube_config, retry);
+  // One attempt, short timeouts: a reservation copy must be re-confirmed within its lease
+  // (10 s) — through the peers when the API server does not answer — so a store read may not
+  // hang for the defaults (30 s, retried). A PR OUT whose store write fails answers ABORTED
+  // COMMAND, which initiators retry.
   kube::RetryPolicy pr_retry;
   pr_retry.max_attempts = 2;
   pr_client_ = std::make_shared<kube::Client>(kube_config, pr_retry);
+  // Reservation copies are re-read with one attempt and short timeouts: a copy must be
+  // re-confirmed within its lease (10 s) — through the peers when the API server does not
+  // answer — so a read may not hang for the defaults (30 s, retried). Writes keep pr_client_.
+  kube::Config pr_read_config = kube_config;
+  pr_read_config.connect_timeout = std::chrono::milliseconds(1000);
+  pr_read_config.request_timeout = std::chrono::milliseconds(2500);
+  kube::RetryPolicy pr_read_retry;
+  pr_read_retry.max_attempts = 1;
+  pr_read_client_ = std::make_shared<kube::Client>(pr_read_config, pr_read_retry);
   pr_notifier_ = std::make_unique<PeerReservationNotifier>(this);
   bus_->RegisterListenerForAll("log", [](const events::Message& message) {
     VIOS_LOG(kInfo, "cluster message")
@@ -453,6 +540,9 @@ void Agent::EnsurePeerServer() {
   options.reservation_applier = [this](const std::string& volume, uint64_t version,
                                        const std::string& state_json, const std::string&) {
     return ApplyPeerReservation(volume, version, state_json);
+  };
+  options.reservation_query = [this](const std::string& volume) {
+    return QueryLocalReservation(volume);
   };
   options.local_devices = [this](const std::string& pool,
                                  const std::string& backend) -> backend::BlockDevice* {

@@ -156,6 +156,29 @@ class PeerServer::Service final
     return grpc::Status::OK;
   }
 
+  grpc::Status QueryReservation(grpc::ServerContext* /*ctx*/,
+                                const vios::peer::v1::ReservationQuery* req,
+                                vios::peer::v1::ReservationCopy* resp) override {
+    if (!options_.reservation_query) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "QueryReservation: agent " + options_.member +
+                              " has no persistent-reservation component");
+    }
+    if (req->volume().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "volume: must not be empty");
+    }
+    try {
+      ReservationCopy copy = options_.reservation_query(req->volume());
+      resp->set_served(copy.served);
+      resp->set_confirmed(copy.confirmed);
+      resp->set_version(copy.version);
+      resp->set_state_json(std::move(copy.state_json));
+    } catch (const std::exception& e) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, std::string("QueryReservation: ") + e.what());
+    }
+    return grpc::Status::OK;
+  }
+
   void IoFinished() override {
     std::lock_guard<std::mutex> lock(mu_);
     if (--in_flight_ == 0) {

@@ -48,6 +48,14 @@ struct BackendReachability {
   bool reachable = false;
 };
 
+// ReservationCopy is this agent's copy of a volume's reservation state (QueryReservation).
+struct ReservationCopy {
+  bool served = false;     // false: this agent holds no copy of the volume
+  bool confirmed = false;  // the copy is within its lease
+  uint64_t version = 0;
+  std::string state_json;
+};
+
 // ReservationResult is the outcome of ApplyReservation (the ReservationAck fields).
 struct ReservationResult {
   bool applied = false;
@@ -75,6 +83,8 @@ struct PeerServerOptions {
   std::function<ReservationResult(const std::string& volume, uint64_t version,
                                   const std::string& state_json, const std::string& from)>
       reservation_applier{};
+  // reservation_query answers QueryReservation with this agent's copy. Unset: UNIMPLEMENTED.
+  std::function<ReservationCopy(const std::string& volume)> reservation_query{};
 };
 
 class PeerServer {

@@ -43,7 +43,8 @@ class PeerChannelTest : public ::testing::Test {
     pki_ = nullptr;
   }
 
-  void StartServer(const std::string& leaf = "node-a") {
+  void StartServer(const std::string& leaf = "node-a",
+                   std::function<ReservationCopy(const std::string&)> reservation_query = {}) {
     server_ = std::make_unique<PeerServer>(
         PeerServerOptions{.listen_address = "127.0.0.1:0",
                           .member = "node-a",
@@ -53,7 +54,8 @@ class PeerChannelTest : public ::testing::Test {
                               [] {
                                 return std::vector<BackendReachability>{
                                     {.pool = "default", .backend = "file0", .reachable = true}};
-                              }},
+                              },
+                          .reservation_query = std::move(reservation_query)},
         bus_);
     server_->Start();
     bus_.RegisterListenerForAll("capture", [this](const events::Message& m) {
@@ -108,6 +110,37 @@ TEST_F(PeerChannelTest, HealthWorksWithCertificatesFromTheClusterCa) {
   std::sort(us.begin(), us.end());
   std::printf("[ MEASURED ] peer Health round trip over mTLS: p50 %.0f us, p99 %.0f us\n",
               us[us.size() / 2], us[us.size() * 99 / 100]);
+}
+
+TEST_F(PeerChannelTest, QueryReservationAnswersWithThisAgentsCopy) {
+  StartServer("node-a", [](const std::string& volume) {
+    if (volume != "pvc-1") return ReservationCopy{};  // Not served here.
+    return ReservationCopy{
+        .served = true, .confirmed = true, .version = 7, .state_json = R"({"generation":3})"};
+  });
+  auto stub = vios::peer::v1::Peer::NewStub(Client("node-b", "cluster-ca").channel());
+  auto query = [&](const std::string& volume, vios::peer::v1::ReservationCopy* copy) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    vios::peer::v1::ReservationQuery q;
+    q.set_volume(volume);
+    q.set_from_member("node-b");
+    return stub->QueryReservation(&ctx, q, copy);
+  };
+  vios::peer::v1::ReservationCopy copy;
+  ASSERT_TRUE(query("pvc-1", &copy).ok());
+  EXPECT_TRUE(copy.served());
+  EXPECT_TRUE(copy.confirmed());
+  EXPECT_EQ(copy.version(), 7u);
+  EXPECT_EQ(copy.state_json(), R"({"generation":3})");
+  copy.Clear();
+  ASSERT_TRUE(query("pvc-2", &copy).ok());
+  EXPECT_FALSE(copy.served());
+  EXPECT_EQ(query("", &copy).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  StartServer();  // No reservation component: the call is refused, not answered emptily.
+  stub = vios::peer::v1::Peer::NewStub(Client("node-b", "cluster-ca").channel());
+  EXPECT_EQ(query("pvc-1", &copy).error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST_F(PeerChannelTest, DeliverReachesThePeersBusOnceWithTheCallersIdentity) {

@@ -115,7 +115,7 @@ void KubePrStateStore::EventLoop() {
 bool KubePrStateStore::Load(StoredPrState* out, std::string* error) {
   json object;
   try {
-    object = client_->Get(Volumes(), ns_, name_);
+    object = (read_client_ ? read_client_ : client_)->Get(Volumes(), ns_, name_);
   } catch (const kube::Error& e) {
     *error = "VIOSVolume " + ns_ + "/" + name_ + ": " + ErrorText(e);
     return false;

@@ -39,6 +39,11 @@ class KubePrStateStore final : public PrStateStore {
                    std::string reporting_instance = "");
   ~KubePrStateStore() override;
 
+  // UseForReads gives Load its own client, e.g. one with short timeouts: a copy must be
+  // re-confirmed within its lease, falling back to the peers when the API server does not
+  // answer, while writes keep the patient client (a write that timed out may still have been
+  // applied: giving up early on writes makes outcomes ambiguous). Call before use.
+  void UseForReads(std::shared_ptr<kube::Client> client) { read_client_ = std::move(client); }
   // Load: GET the VIOSVolume. A VIOSVolume that does not exist is an error (the volume is being
   // served, so it must exist), unlike a missing file.
   bool Load(StoredPrState* out, std::string* error) override;
@@ -59,6 +64,7 @@ class KubePrStateStore final : public PrStateStore {
   void EventLoop();
 
   std::shared_ptr<kube::Client> client_;
+  std::shared_ptr<kube::Client> read_client_;  // For Load, when set (UseForReads).
   const std::string ns_;
   const std::string name_;
   const std::string reporting_instance_;
