@@ -80,6 +80,25 @@ class Fabric:
         self.hub.destroy()
 
 
+def pump(src, dst):
+    """Copies src to dst until either side ends, then shuts both down (one direction of a
+    relayed TCP connection)."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class ApiBridge:
     """Relays 127.0.0.1:port inside agent namespaces to 127.0.0.1:port here."""
 
@@ -128,24 +147,7 @@ class ApiBridge:
                 client.close()
                 continue
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
     def close(self):
         self._stop = True

@@ -9,9 +9,14 @@ and then relays bytes both ways until either side closes. Run it inside the name
 reaches the agents; it prints "listening" once it accepts connections.
 """
 
+import os
 import socket
 import sys
 import threading
+
+# Run as a script inside a namespace: lib/ is found from the e2e folder above this file.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib.cluster import pump  # noqa: E402
 
 BHS = 48
 LOGIN_REQUEST = 0x03
@@ -40,23 +45,6 @@ def first_pdu(sock):
         if pair.startswith(b"InitiatorName="):
             return bhs + rest, pair[len(b"InitiatorName="):].decode(errors="replace")
     return bhs + rest, None
-
-
-def pump(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def serve(client, routes):
