@@ -135,6 +135,17 @@ class Agent final : public PortManager {
   bool QueryPeers(const std::string& volume,
                   std::vector<reservation::PrPeerNotifier::PeerState>* states, std::string* error);
   peer::ReservationCopy QueryLocalReservation(const std::string& volume);
+  // ReservationPeers: the members NotifyPeers and QueryPeers address (all but Leaving ones),
+  // with the shared peer channel (null when there is none yet) and whether the view shows Up.
+  struct ReservationPeer {
+    std::string name;
+    std::shared_ptr<grpc::Channel> channel;
+    bool up = false;
+  };
+  std::vector<ReservationPeer> ReservationPeers() const;
+  std::shared_ptr<reservation::LocalPersistentReservations> FindReservationPolicy(
+      const std::string& volume);
+  static constexpr std::chrono::milliseconds kPeerRpcDeadline{1000};  // Reservation RPCs.
   // AddPortLocked makes the port live: an iSCSI target, or a FUSE export once started.
   PortInfo AddPortLocked(PortRequest request);
   void StartFuseLocked(const std::string& name, PortState& port);

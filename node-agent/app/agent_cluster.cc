@@ -119,6 +119,20 @@ void Agent::ForgetReservationPolicy(const std::string& id) {
   pr_policies_.erase(id);
 }
 
+std::vector<Agent::ReservationPeer> Agent::ReservationPeers() const {
+  std::vector<ReservationPeer> peers;
+  if (!cluster_) return peers;
+  cluster::ClusterView view = cluster_->Snapshot();
+  std::lock_guard lock(peer_links_mu_);
+  for (const auto& [name, peer] : view.peers) {
+    if (peer.state == "Leaving") continue;  // Shutting down cleanly: no longer a writer.
+    auto link = peer_links_.find(name);
+    peers.push_back(
+        {name, link == peer_links_.end() ? nullptr : link->second.channel, peer.state == "Up"});
+  }
+  return peers;
+}
+
 bool Agent::NotifyPeers(const std::string& volume, uint64_t version, const std::string& state_json,
                         std::string* error) {
   // Every peer is told. One the operator marks Down may be skipped when it does not answer:
@@ -126,42 +140,15 @@ bool Agent::NotifyPeers(const std::string& volume, uint64_t version, const std::
   // longer trusted by itself (reservation README). But Down is only what the view says: a peer
   // that just got back to the API server (its copy confirmed again) may still show Down for a
   // moment, so it is told like the others when it answers.
-  struct Target {
-    std::string name;
-    std::shared_ptr<grpc::Channel> channel;
-    bool required;  // Up: its failure fails the notification.
-  };
-  std::vector<Target> targets;
   std::vector<std::string> failed;
-  if (!cluster_) return true;
-  cluster::ClusterView view = cluster_->Snapshot();
-  {
-    std::lock_guard lock(peer_links_mu_);
-    for (const auto& [name, peer] : view.peers) {
-      if (peer.state == "Leaving") continue;
-      const bool required = peer.state == "Up";
-      auto link = peer_links_.find(name);
-      if (link != peer_links_.end()) {
-        targets.push_back({name, link->second.channel, required});
-      } else if (required) {
-        failed.push_back(name + " (no channel)");
-      }
+  for (const ReservationPeer& p : ReservationPeers()) {
+    if (!p.channel) {
+      if (p.up) failed.push_back(p.name + " (no channel)");
+      continue;
     }
-  }
-  for (const auto& [name, channel, required] : targets) {
-    auto stub = vios::peer::v1::Peer::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    vios::peer::v1::ReservationUpdate update;
-    update.set_volume(volume);
-    update.set_version(version);
-    update.set_state_json(state_json);
-    update.set_from_member(config_.node_name);
-    vios::peer::v1::ReservationAck ack;
-    grpc::Status status = stub->ApplyReservation(&ctx, update, &ack);
-    if (required && (!status.ok() || !ack.applied())) {
-      failed.push_back(name + " (" + (status.ok() ? ack.error() : status.error_message()) + ")");
-    }
+    peer::ReservationResult r = peer::ApplyReservationOn(
+        p.channel, p.name, config_.node_name, volume, version, state_json, kPeerRpcDeadline);
+    if (p.up && !r.applied) failed.push_back(p.name + " (" + r.error + ")");
   }
   if (failed.empty()) return true;
   *error = "not confirmed by";
@@ -178,36 +165,19 @@ bool Agent::QueryPeers(const std::string& volume,
   }
   // Every member this agent knows of is asked, Down ones too: while the API server is away the
   // view may be stale, and a member it shows Down may be a writer again (reservation README).
-  std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> targets;
   std::vector<std::string> failed;
-  cluster::ClusterView view = cluster_->Snapshot();
-  {
-    std::lock_guard lock(peer_links_mu_);
-    for (const auto& [name, peer] : view.peers) {
-      if (peer.state == "Leaving") continue;  // Shutting down cleanly: no longer a writer.
-      auto link = peer_links_.find(name);
-      if (link == peer_links_.end()) {
-        failed.push_back(name + " (no channel)");
-      } else {
-        targets.emplace_back(name, link->second.channel);
-      }
-    }
-  }
-  for (const auto& [name, channel] : targets) {
-    auto stub = vios::peer::v1::Peer::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    vios::peer::v1::ReservationQuery query;
-    query.set_volume(volume);
-    query.set_from_member(config_.node_name);
-    vios::peer::v1::ReservationCopy copy;
-    grpc::Status status = stub->QueryReservation(&ctx, query, &copy);
-    if (!status.ok()) {
-      failed.push_back(name + " (" + status.error_message() + ")");
-    } else if (copy.served() && !copy.confirmed()) {
-      failed.push_back(name + " (its copy is not confirmed either)");
-    } else if (copy.served()) {
-      states->push_back({copy.version(), copy.state_json()});
+  for (const ReservationPeer& p : ReservationPeers()) {
+    peer::ReservationCopy copy;
+    std::string why;
+    if (!p.channel) {
+      failed.push_back(p.name + " (no channel)");
+    } else if (!peer::QueryReservationOn(p.channel, p.name, config_.node_name, volume,
+                                         kPeerRpcDeadline, &copy, &why)) {
+      failed.push_back(p.name + " (" + why + ")");
+    } else if (copy.served && !copy.confirmed) {
+      failed.push_back(p.name + " (its copy is not confirmed either)");
+    } else if (copy.served) {
+      states->push_back({copy.version, std::move(copy.state_json)});
     }
   }
   if (failed.empty()) return true;
@@ -216,13 +186,15 @@ bool Agent::QueryPeers(const std::string& volume,
   return false;
 }
 
+std::shared_ptr<reservation::LocalPersistentReservations> Agent::FindReservationPolicy(
+    const std::string& volume) {
+  std::lock_guard lock(pr_mu_);
+  auto it = pr_policies_.find(volume);
+  return it == pr_policies_.end() ? nullptr : it->second.lock();
+}
+
 peer::ReservationCopy Agent::QueryLocalReservation(const std::string& volume) {
-  std::shared_ptr<reservation::LocalPersistentReservations> policy;
-  {
-    std::lock_guard lock(pr_mu_);
-    auto it = pr_policies_.find(volume);
-    if (it != pr_policies_.end()) policy = it->second.lock();
-  }
+  std::shared_ptr<reservation::LocalPersistentReservations> policy = FindReservationPolicy(volume);
   peer::ReservationCopy copy;
   if (!policy) return copy;  // Not served here: no copy, not a witness.
   copy.served = true;
@@ -232,12 +204,7 @@ peer::ReservationCopy Agent::QueryLocalReservation(const std::string& volume) {
 
 peer::ReservationResult Agent::ApplyPeerReservation(const std::string& volume, uint64_t version,
                                                     const std::string& state_json) {
-  std::shared_ptr<reservation::LocalPersistentReservations> policy;
-  {
-    std::lock_guard lock(pr_mu_);
-    auto it = pr_policies_.find(volume);
-    if (it != pr_policies_.end()) policy = it->second.lock();
-  }
+  std::shared_ptr<reservation::LocalPersistentReservations> policy = FindReservationPolicy(volume);
   // Not served here: there is no copy to update (opening it later reads the VIOSVolume).
   if (!policy) return peer::ReservationResult{true, version, ""};
   std::string error;

@@ -81,26 +81,59 @@ void PeerClient::Deliver(const events::Message& message) {
   }
 }
 
-ReservationResult PeerClient::ApplyReservation(const std::string& volume, uint64_t version,
-                                               const std::string& state_json,
-                                               std::chrono::milliseconds deadline) {
+ReservationResult ApplyReservationOn(const std::shared_ptr<grpc::Channel>& channel,
+                                     const std::string& peer, const std::string& from_member,
+                                     const std::string& volume, uint64_t version,
+                                     const std::string& state_json,
+                                     std::chrono::milliseconds deadline) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + deadline);
   vios::peer::v1::ReservationUpdate req;
   req.set_volume(volume);
   req.set_version(version);
   req.set_state_json(state_json);
-  req.set_from_member(options_.member);
+  req.set_from_member(from_member);
   vios::peer::v1::ReservationAck ack;
-  grpc::Status status = stub_->ApplyReservation(&ctx, req, &ack);
+  grpc::Status status = vios::peer::v1::Peer::NewStub(channel)->ApplyReservation(&ctx, req, &ack);
   if (!status.ok()) {
     return {.applied = false,
             .version = 0,
-            .error = "peer " + options_.address + ": ApplyReservation failed: " +
+            .error = "peer " + peer + ": ApplyReservation failed: " +
                      std::to_string(static_cast<int>(status.error_code())) + " " +
                      status.error_message()};
   }
   return {.applied = ack.applied(), .version = ack.version(), .error = ack.error()};
+}
+
+bool QueryReservationOn(const std::shared_ptr<grpc::Channel>& channel, const std::string& peer,
+                        const std::string& from_member, const std::string& volume,
+                        std::chrono::milliseconds deadline, ReservationCopy* copy,
+                        std::string* error) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+  vios::peer::v1::ReservationQuery req;
+  req.set_volume(volume);
+  req.set_from_member(from_member);
+  vios::peer::v1::ReservationCopy resp;
+  grpc::Status status = vios::peer::v1::Peer::NewStub(channel)->QueryReservation(&ctx, req, &resp);
+  if (!status.ok()) {
+    *error = "peer " + peer +
+             ": QueryReservation failed: " + std::to_string(static_cast<int>(status.error_code())) +
+             " " + status.error_message();
+    return false;
+  }
+  *copy = ReservationCopy{.served = resp.served(),
+                          .confirmed = resp.confirmed(),
+                          .version = resp.version(),
+                          .state_json = resp.state_json()};
+  return true;
+}
+
+ReservationResult PeerClient::ApplyReservation(const std::string& volume, uint64_t version,
+                                               const std::string& state_json,
+                                               std::chrono::milliseconds deadline) {
+  return ApplyReservationOn(channel_, options_.address, options_.member, volume, version,
+                            state_json, deadline);
 }
 
 }  // namespace vios::agent::peer

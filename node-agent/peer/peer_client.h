@@ -40,6 +40,19 @@ struct PeerClientOptions {
 std::shared_ptr<grpc::Channel> MakePeerChannel(const std::string& address,
                                                const std::string& server_name, const PeerTls& tls);
 
+// ApplyReservationOn / QueryReservationOn call a peer's reservation RPCs on an open channel
+// (the agent shares one channel per peer across all its uses). Neither throws: a transport
+// failure or refusal is applied=false / false with *error naming the peer and the code.
+ReservationResult ApplyReservationOn(const std::shared_ptr<grpc::Channel>& channel,
+                                     const std::string& peer, const std::string& from_member,
+                                     const std::string& volume, uint64_t version,
+                                     const std::string& state_json,
+                                     std::chrono::milliseconds deadline);
+bool QueryReservationOn(const std::shared_ptr<grpc::Channel>& channel, const std::string& peer,
+                        const std::string& from_member, const std::string& volume,
+                        std::chrono::milliseconds deadline, ReservationCopy* copy,
+                        std::string* error);
+
 class PeerClient {
  public:
   explicit PeerClient(PeerClientOptions options);

@@ -118,29 +118,27 @@ TEST_F(PeerChannelTest, QueryReservationAnswersWithThisAgentsCopy) {
     return ReservationCopy{
         .served = true, .confirmed = true, .version = 7, .state_json = R"({"generation":3})"};
   });
-  auto stub = vios::peer::v1::Peer::NewStub(Client("node-b", "cluster-ca").channel());
-  auto query = [&](const std::string& volume, vios::peer::v1::ReservationCopy* copy) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-    vios::peer::v1::ReservationQuery q;
-    q.set_volume(volume);
-    q.set_from_member("node-b");
-    return stub->QueryReservation(&ctx, q, copy);
+  auto channel = Client("node-b", "cluster-ca").channel();
+  ReservationCopy copy;
+  std::string error;
+  auto query = [&](const std::string& volume) {
+    return QueryReservationOn(channel, "node-a", "node-b", volume, std::chrono::seconds(3), &copy,
+                              &error);
   };
-  vios::peer::v1::ReservationCopy copy;
-  ASSERT_TRUE(query("pvc-1", &copy).ok());
-  EXPECT_TRUE(copy.served());
-  EXPECT_TRUE(copy.confirmed());
-  EXPECT_EQ(copy.version(), 7u);
-  EXPECT_EQ(copy.state_json(), R"({"generation":3})");
-  copy.Clear();
-  ASSERT_TRUE(query("pvc-2", &copy).ok());
-  EXPECT_FALSE(copy.served());
-  EXPECT_EQ(query("", &copy).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(query("pvc-1")) << error;
+  EXPECT_TRUE(copy.served);
+  EXPECT_TRUE(copy.confirmed);
+  EXPECT_EQ(copy.version, 7u);
+  EXPECT_EQ(copy.state_json, R"({"generation":3})");
+  ASSERT_TRUE(query("pvc-2")) << error;
+  EXPECT_FALSE(copy.served);
+  EXPECT_FALSE(query(""));
+  EXPECT_NE(error.find("volume: must not be empty"), std::string::npos) << error;
 
   StartServer();  // No reservation component: the call is refused, not answered emptily.
-  stub = vios::peer::v1::Peer::NewStub(Client("node-b", "cluster-ca").channel());
-  EXPECT_EQ(query("pvc-1", &copy).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  channel = Client("node-b", "cluster-ca").channel();
+  EXPECT_FALSE(query("pvc-1"));
+  EXPECT_NE(error.find("no persistent-reservation component"), std::string::npos) << error;
 }
 
 TEST_F(PeerChannelTest, DeliverReachesThePeersBusOnceWithTheCallersIdentity) {
