@@ -8,11 +8,11 @@ tests that do not apply (node-agent/README.md, "Conformance").
 """
 
 import os
-import re
 import subprocess
 
 import pytest
 
+from lib import cunit
 from lib.agent import Agent, file_pool_config
 
 TARGET = "iqn.2026-11.dev.vios:conformance"
@@ -50,7 +50,6 @@ EXPECTED_SKIPS = {
     "OrWrite": {"Simple", "BeyondEol", "ZeroBlocks", "Protect", "DpoFua", "Verify"},
 }
 
-PROBE_LINE = "PERSISTENT RESERVE IN is not implemented."
 # Tests whose expectation contradicts the standard for our geometry (512-byte logical blocks in
 # 4 KiB physical blocks). Keep in step with node-agent/README.md ("Conformance").
 KNOWN_FAILURES = {
@@ -59,7 +58,6 @@ KNOWN_FAILURES = {
     "GetLBAStatus": {"UnmapSingle"},
 }
 
-SUMMARY = re.compile(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -79,23 +77,11 @@ def run_suite(agent, family, suite, tmp_path):
     out = subprocess.run(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, timeout=600)
     text = out.stdout
-    m = SUMMARY.search(text)
-    assert m, "no CUnit summary from %s:\n%s" % (" ".join(cmd), text[-4000:])
-    total, ran, passed, failed = map(int, m.groups())
-    # Only skips inside the suite's run count; iscsi-test-cu's start-up capability probe prints
-    # its own "[SKIPPED]" line before the suite starts.
-    body = text[text.find("Suite:"):m.start()] if "Suite:" in text else ""
-    skipped, failures = set(), set()
-    for chunk in body.split("  Test: ")[1:]:
-        name = chunk.split(" ...", 1)[0].strip()
-        if "[SKIPPED]" in chunk.replace(PROBE_LINE, ""):
-            skipped.add(name)
-        # A failed test's verdict is a bare FAILED; "[FAILED] ..." lines are the tool's messages
-        # about single commands, printed also by tests that expect the command to fail.
-        if "FAILED" in chunk.replace("[FAILED]", ""):
-            failures.add(name)
-    assert len(failures) == failed, "could not attribute CUnit's %d failures:\n%s" % (failed, text)
-    return total, ran, failed, skipped, failures, text
+    r = cunit.parse(text)
+    assert r, "no CUnit summary from %s:\n%s" % (" ".join(cmd), text[-4000:])
+    assert len(r.failures) == r.failed, "could not attribute CUnit's %d failures:\n%s" % (
+        r.failed, text)
+    return r.total, r.ran, r.failed, r.skipped, r.failures, text
 
 
 @pytest.mark.parametrize("suite", SUITES)

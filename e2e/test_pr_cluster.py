@@ -9,14 +9,13 @@ leaves the reservation cleared for the next.
 
 import os
 import random
-import re
 import subprocess
 import threading
 import time
 
 import pytest
 
-from lib import netns
+from lib import cunit, netns
 from lib.cluster import cut_api, get_json, restore_api, wait_until
 from lib.pr_cluster import PrCluster
 from lib.pr_model import (CHECK, CONFLICT, GOOD, PrModel, initiator_of_port, linearize,
@@ -318,8 +317,6 @@ CU_INITIATOR_1 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
 CU_INITIATOR_2 = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
 CU_SUITES = ["PrinReadKeys", "PrinServiceactionRange", "PrinReportCapabilities", "ProutRegister",
              "ProutReserve", "ProutClear", "ProutPreempt", "Reserve6"]
-CU_SUMMARY = re.compile(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.M)
-CU_PROBE_LINE = "PERSISTENT RESERVE IN is not implemented."
 
 
 @pytest.fixture(scope="module")
@@ -347,16 +344,9 @@ def test_iscsi_test_cu_with_initiators_on_two_agents(pr, relay, suite, tmp_path)
            "-t", "SCSI.%s" % suite, "iscsi://127.0.0.1:3260/%s/0" % pr.targets[CU_PORT]]
     out = relay.run(cmd, cwd=tmp_path, timeout=900)
     text = out.stdout
-    m = CU_SUMMARY.search(text)
-    assert m, "no CUnit summary from %s:\n%s" % (" ".join(cmd), text[-4000:])
-    total, ran, passed, failed = map(int, m.groups())
-    # CUnit counts a skipped test as passed: count the tool's "[SKIPPED]" lines per test (the
-    # start-up capability probe prints one of its own before the suite starts).
-    body = text[text.find("Suite:"):m.start()] if "Suite:" in text else ""
-    skipped = set()
-    for chunk in body.split("  Test: ")[1:]:
-        if "[SKIPPED]" in chunk.replace(CU_PROBE_LINE, ""):
-            skipped.add(chunk.split(" ...", 1)[0].strip())
+    r = cunit.parse(text)
+    assert r, "no CUnit summary from %s:\n%s" % (" ".join(cmd), text[-4000:])
+    total, ran, passed, failed, skipped = r.total, r.ran, r.passed, r.failed, r.skipped
     assert ran == total and failed == 0, "SCSI.%s across agents: %d of %d failed\n%s" % (
         suite, failed, total, text[-6000:])
     assert not skipped, "SCSI.%s skipped tests (counted as passed): %s" % (suite, sorted(skipped))
