@@ -1,24 +1,25 @@
 // vios-peer-path-bench: throughput of I/O rerouted through a peer agent against the same I/O on
 // the local path (issue #7 target: ratio >= 0.7 at 128 KiB sequential and 4 KiB random).
 //
-// Two agents in one process over loopback: agent B serves ExecuteIo (PeerServer, mutual TLS,
-// certificates made with openssl) on its FileBackend; agent A has a Router over its own
+// Two agents in one process over loopback: agent B serves peer I/O (PeerServer: the data channel
+// and gRPC, mutual TLS, certificates made with openssl) on its FileBackend; agent A has a Router over its own
 // FileBackend on the same file (a shared LUN) and a PeerPath to B. "local" runs through A's
 // Router with the local path Healthy; "peer" forces A's local path Lost so every request
 // crosses the peer channel. Closed loop, fixed queue depth, fixed duration per workload.
 //
 // --san puts a private tgtd (our stand-in SAN) in front of the file: both agents then reach it
 // through their own IscsiBackend session (libiscsi), as in the e2e, and "local" is A's iSCSI
-// session while "peer" is A -> B (gRPC, mTLS) -> B's iSCSI session.
+// session while "peer" is A -> B (mTLS) -> B's iSCSI session.
 //
-//   vios-peer-path-bench [--san] [--unary|--compare] [--workload NAME] [--file PATH] [--size-mib N]
-//                        [--seconds S] [--rounds R] [--qd N] [--json]
+//   vios-peer-path-bench [--san] [--transport data|stream|unary | --compare] [--workload NAME]
+//                        [--file PATH] [--size-mib N] [--seconds S] [--rounds R] [--qd N] [--json]
 //
 // --rounds R alternates local and peer R times within --seconds per mode (fairer on a loaded
 // machine).
 //
-// --unary forwards with one ExecuteIo call per I/O instead of the IoStream (the transport before
-// issue #7's stream); --compare runs both, alternating with local, in one process.
+// --transport picks how the peer path forwards: the data channel (default, peer_data.h), one
+// gRPC IoStream per path, or one unary ExecuteIo call per I/O; --compare runs all three,
+// alternating with local, in one process.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
   int rounds = 1;
   bool json = false;
   bool san = false;
-  bool unary = false;
+  std::string transport = "data";
   bool compare = false;
   std::string only;  // one workload by name
   for (int i = 1; i < argc; ++i) {
@@ -171,8 +172,10 @@ int main(int argc, char** argv) {
       san = true;
     } else if (a == "--rounds") {
       rounds = std::max(1, std::stoi(next()));
-    } else if (a == "--unary") {
-      unary = true;
+    } else if (a == "--transport") {
+      transport = next();
+    } else if (a == "--unary") {  // the flag before --transport
+      transport = "unary";
     } else if (a == "--compare") {
       compare = true;
     } else if (a == "--workload") {
@@ -180,11 +183,24 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(
           stderr,
-          "usage: %s [--san] [--unary|--compare] [--workload NAME] [--file PATH] [--size-mib N] "
+          "usage: %s [--san] [--transport data|stream|unary | --compare] [--workload NAME] "
+          "[--file PATH] [--size-mib N] "
           "[--seconds S] [--rounds R] [--qd N] [--json]\n",
           argv[0]);
       return 2;
     }
+  }
+  auto transport_named = [](const std::string& name, router::PeerTransport* out) {
+    if (name == "data") *out = router::PeerTransport::kData;
+    else if (name == "stream") *out = router::PeerTransport::kStream;
+    else if (name == "unary") *out = router::PeerTransport::kUnary;
+    else return false;
+    return true;
+  };
+  router::PeerTransport single;
+  if (!transport_named(transport, &single)) {
+    std::fprintf(stderr, "--transport: %s is not data, stream or unary\n", transport.c_str());
+    return 2;
   }
   log::SetLevel(log::Level::kError);
   agent::peer::testing::Pki pki;
@@ -221,6 +237,7 @@ int main(int argc, char** argv) {
   const std::string a_describe = a_disk->Describe();
   events::EventBus bus;
   agent::peer::PeerServerOptions so{.listen_address = "127.0.0.1:0",
+                                    .data_listen_address = "127.0.0.1:0",
                                     .member = "node-b",
                                     .version = "bench",
                                     .tls = pki.Tls("node-b", "ca")};
@@ -247,18 +264,27 @@ int main(int argc, char** argv) {
                                          .peer = "node-b",
                                          .self = "node-a",
                                          .health_interval = std::chrono::milliseconds(0),
-                                         .transport = transport});
+                                         .transport = transport,
+                                         .data_host = "127.0.0.1",
+                                         .data_tls = pki.Tls("node-a", "ca")});
     if (path->CheckHealth() != router::PathHealth::kHealthy) {
       std::fprintf(stderr, "peer not healthy\n");
       std::exit(1);
     }
+    if (transport == router::PeerTransport::kData && !path->data_connected()) {
+      std::fprintf(stderr, "peer data channel not connected\n");
+      std::exit(1);
+    }
     return path;
   };
-  // Modes: 0 local, 1 via peer (IoStream, or ExecuteIo with --unary), 2 via peer with ExecuteIo
-  // (--compare only).
-  const int modes = compare ? 3 : 2;
+  // Modes: 0 local, 1 via peer (--transport), with --compare: 1 data channel, 2 IoStream,
+  // 3 ExecuteIo.
+  const int modes = compare ? 4 : 2;
   auto transport_of = [&](int mode) {
-    return mode == 2 || unary ? router::PeerTransport::kUnary : router::PeerTransport::kStream;
+    if (!compare) return single;
+    return mode == 1   ? router::PeerTransport::kData
+           : mode == 2 ? router::PeerTransport::kStream
+                       : router::PeerTransport::kUnary;
   };
 
   const std::vector<Workload> workloads = {
@@ -273,7 +299,7 @@ int main(int argc, char** argv) {
     if (!only.empty() && only != w.name) continue;
     // The modes alternate in `rounds` slices of seconds/rounds each, so a neighbour's load on
     // the shared machine hits them alike; MB/s is the mean over the slices.
-    double mbps[3] = {0, 0, 0};
+    double mbps[4] = {0, 0, 0, 0};
     uint64_t errors = 0;
     const auto slice = std::chrono::milliseconds(seconds * 1000 / rounds);
     for (int r = 0; r < rounds; ++r) {
@@ -288,12 +314,12 @@ int main(int argc, char** argv) {
       }
     }
     const double ratio = mbps[1] / mbps[0];
-    const double ratio_unary = mbps[2] / mbps[0];
     char line[320];
     if (compare) {
-      std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %.1f | %.2f | %llu |\n",
-                    w.name, qd, mbps[0], mbps[1], ratio, mbps[2], ratio_unary,
-                    static_cast<unsigned long long>(errors));
+      std::snprintf(line, sizeof line,
+                    "| %s | %u | %.1f | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f | %llu |\n", w.name,
+                    qd, mbps[0], mbps[1], ratio, mbps[2], mbps[2] / mbps[0], mbps[3],
+                    mbps[3] / mbps[0], static_cast<unsigned long long>(errors));
     } else {
       std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %llu |\n", w.name, qd,
                     mbps[0], mbps[1], ratio, static_cast<unsigned long long>(errors));
@@ -301,9 +327,9 @@ int main(int argc, char** argv) {
     rows += line;
     std::snprintf(line, sizeof line,
                   "%s{\"workload\":\"%s\",\"qd\":%u,\"local_mbps\":%.1f,\"peer_mbps\":%.1f,"
-                  "\"ratio\":%.3f,\"unary_mbps\":%.1f,\"errors\":%llu}",
+                  "\"ratio\":%.3f,\"stream_mbps\":%.1f,\"unary_mbps\":%.1f,\"errors\":%llu}",
                   json_rows.empty() ? "" : ",", w.name, qd, mbps[0], mbps[1], ratio, mbps[2],
-                  static_cast<unsigned long long>(errors));
+                  mbps[3], static_cast<unsigned long long>(errors));
     json_rows += line;
   }
   if (json) {
@@ -314,8 +340,9 @@ int main(int argc, char** argv) {
                 a_describe.c_str(), seconds, rounds);
     if (compare) {
       std::printf(
-          "| workload | QD | local MB/s | via peer, IoStream | ratio | via peer, ExecuteIo | ratio "
-          "| errors |\n|---|---|---|---|---|---|---|---|\n%s",
+          "| workload | QD | local MB/s | via peer, data channel | ratio | via peer, IoStream | "
+          "ratio | via peer, ExecuteIo | ratio | errors |\n"
+          "|---|---|---|---|---|---|---|---|---|---|\n%s",
           rows.c_str());
     } else {
       std::printf("| workload | QD | local MB/s | via peer MB/s | ratio | errors |\n");

@@ -490,6 +490,9 @@ void Agent::EnsurePeerServer() {
   if (cert.empty()) return;
   peer::PeerServerOptions options;
   options.listen_address = m.peer_listen;
+  // The data channel listens on the same host, on a port of the system's choosing that Health
+  // reports to peers (node-agent/peer/peer_data.h).
+  options.data_listen_address = m.peer_listen.substr(0, m.peer_listen.rfind(':')) + ":0";
   options.member = config_.node_name;
   options.version = VIOS_VERSION;
   options.tls = peer::PeerTls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};
@@ -591,6 +594,11 @@ void Agent::SyncPeerPaths() {
       options.self = config_.node_name;
       options.size_bytes = router->SizeBytes();
       options.block_size = router->BlockSize();
+      options.data_host = link.address.substr(0, link.address.rfind(':'));
+      if (options.data_host.size() >= 2 && options.data_host.front() == '[') {
+        options.data_host = options.data_host.substr(1, options.data_host.size() - 2);
+      }
+      options.data_tls = tls;
       options.on_change = [this, backend = router->name(), member](router::PathHealth from,
                                                                    router::PathHealth to,
                                                                    const std::string& reason) {

@@ -45,33 +45,37 @@ vios::peer::v1::IoOp ToProtoOp(backend::IoOp op) {
 
 std::string ValidateIo(const vios::peer::v1::IoRequest& request, const backend::BlockDevice& device,
                        uint64_t max_io_bytes) {
+  return ValidateIoFields(request.op(), request.offset(), request.length(), request.data().size(),
+                          device, max_io_bytes);
+}
+
+std::string ValidateIoFields(vios::peer::v1::IoOp proto_op, uint64_t offset, uint64_t length,
+                             uint64_t data_size, const backend::BlockDevice& device,
+                             uint64_t max_io_bytes) {
   backend::IoOp op;
-  if (!ToBackendOp(request.op(), &op)) {
-    return "op: unknown operation " + std::to_string(static_cast<int>(request.op()));
+  if (!ToBackendOp(proto_op, &op)) {
+    return "op: unknown operation " + std::to_string(static_cast<int>(proto_op));
   }
   const uint64_t bs = device.BlockSize();
   const uint64_t size = device.SizeBytes();
   if (op == backend::IoOp::kFlush) {
-    if (request.length() != 0 || !request.data().empty()) {
+    if (length != 0 || data_size != 0) {
       return "length: a flush carries no range or data";
     }
     return "";
   }
-  if (op != backend::IoOp::kWrite && !request.data().empty()) {
+  if (op != backend::IoOp::kWrite && data_size != 0) {
     return "data: only a write carries data";
   }
-  uint64_t length = request.length();
-  if (op == backend::IoOp::kWrite) {
-    if (length != request.data().size()) {
-      return "length: " + std::to_string(length) + " differs from the data size " +
-             std::to_string(request.data().size());
-    }
+  if (op == backend::IoOp::kWrite && length != data_size) {
+    return "length: " + std::to_string(length) + " differs from the data size " +
+           std::to_string(data_size);
   }
   if (length == 0) {
     return "length: must not be 0";
   }
-  if (request.offset() % bs != 0) {
-    return "offset: " + std::to_string(request.offset()) + " is not a multiple of the block size " +
+  if (offset % bs != 0) {
+    return "offset: " + std::to_string(offset) + " is not a multiple of the block size " +
            std::to_string(bs);
   }
   if (length % bs != 0) {
@@ -82,8 +86,8 @@ std::string ValidateIo(const vios::peer::v1::IoRequest& request, const backend::
     return "length: " + std::to_string(length) + " exceeds the per-request limit of " +
            std::to_string(max_io_bytes) + " bytes";
   }
-  if (request.offset() > size || length > size - request.offset()) {
-    return "offset: range [" + std::to_string(request.offset()) + ", +" + std::to_string(length) +
+  if (offset > size || length > size - offset) {
+    return "offset: range [" + std::to_string(offset) + ", +" + std::to_string(length) +
            ") ends beyond the device size " + std::to_string(size);
   }
   return "";

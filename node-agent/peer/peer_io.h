@@ -28,6 +28,10 @@ inline constexpr int kMessageOverhead = 64 << 10;
 // ValidateIo returns "" when request can run on device, else a message naming the bad field.
 std::string ValidateIo(const vios::peer::v1::IoRequest& request, const backend::BlockDevice& device,
                        uint64_t max_io_bytes);
+// ValidateIoFields is ValidateIo on the fields themselves (the data channel's binary frames).
+std::string ValidateIoFields(vios::peer::v1::IoOp op, uint64_t offset, uint64_t length,
+                             uint64_t data_size, const backend::BlockDevice& device,
+                             uint64_t max_io_bytes);
 
 // ToBackendOp / ToProtoOp convert operations; ToBackendOp returns false for UNSPECIFIED/unknown.
 bool ToBackendOp(vios::peer::v1::IoOp op, backend::IoOp* out);

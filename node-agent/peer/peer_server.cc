@@ -192,11 +192,14 @@ class PeerServer::Service final
     idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
   }
 
+  std::atomic<int> data_port{0};  // the data channel's, once listening
+
   grpc::Status Health(grpc::ServerContext* /*ctx*/, const vios::peer::v1::HealthRequest* /*req*/,
                       vios::peer::v1::HealthResponse* resp) override {
     ++health_;
     resp->set_member(options_.member);
     resp->set_version(options_.version);
+    resp->set_data_port(static_cast<uint32_t>(data_port.load()));
     if (options_.backends) {
       for (const BackendReachability& b : options_.backends()) {
         auto* out = resp->add_backends();
@@ -307,10 +310,28 @@ void PeerServer::Start() {
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_io_bytes) + kMessageOverhead);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
   builder.AddChannelArgument(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 256 << 10);
+  // Clients ping every second, with or without calls (peer_client.cc), to notice a dead peer
+  // fast; accept that instead of answering GOAWAY "too_many_pings" once the channel idles (peer
+  // I/O travels on the data channel, so it often does).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();
     throw PeerError(14, "peer server: cannot listen on " + options_.listen_address);
+  }
+  if (!options_.data_listen_address.empty() && options_.local_devices) {
+    data_ = std::make_unique<DataServer>(DataServerOptions{
+        .listen_address = options_.data_listen_address, .tls = options_.tls, .host = service_.get()});
+    try {
+      data_->Start();
+    } catch (const PeerError& e) {
+      // Not fatal: peer paths use IoStream when Health reports no data port.
+      VIOS_LOG(kWarning, "peer data channel not available").Field("error", e.what());
+      data_.reset();
+    }
+    if (data_) service_->data_port = data_->port();
   }
   VIOS_LOG(kInfo, "peer channel listening")
       .Field("address", options_.listen_address)
@@ -319,6 +340,11 @@ void PeerServer::Start() {
 }
 
 void PeerServer::Stop() {
+  if (data_) {
+    service_->data_port = 0;
+    data_->Stop();  // returns once none of its requests is inside a backend
+    data_.reset();
+  }
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_->Wait();

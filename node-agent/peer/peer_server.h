@@ -36,6 +36,7 @@
 
 #include "common/events/event_bus.h"
 #include "node-agent/backend/block_device.h"
+#include "node-agent/peer/peer_data.h"
 #include "node-agent/peer/peer_io.h"
 #include "node-agent/peer/peer_tls.h"
 #include "proto/peer.grpc.pb.h"
@@ -65,6 +66,9 @@ struct ReservationResult {
 
 struct PeerServerOptions {
   std::string listen_address;  // host:port; port 0 picks a free one (see port())
+  // data_listen_address: where the peer data channel listens (peer_data.h), reported in Health;
+  // empty: no data channel (peers use IoStream). Needs local_devices.
+  std::string data_listen_address{};
   std::string member;
   std::string version;
   PeerTls tls;
@@ -111,6 +115,7 @@ class PeerServer {
   // ExecuteIo is left inside a backend (their devices may then be destroyed).
   void Stop();
   int port() const { return port_; }
+  int data_port() const { return data_ ? data_->port() : 0; }
   Stats GetStats() const;
 
  private:
@@ -120,6 +125,7 @@ class PeerServer {
   events::EventBus& bus_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<DataServer> data_;
   int port_ = 0;
 };
 

@@ -35,6 +35,12 @@ PeerPath::~PeerPath() {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [this] { return in_flight_.load() == 0; });
   }
+  std::shared_ptr<agent::peer::DataClient> data;
+  {
+    std::lock_guard<std::mutex> lock(io_mu_);
+    data.swap(data_);
+  }
+  data.reset();  // no request is left on it: closes the connection
   {
     // No request is left: end the stream and wait until gRPC returned all of its events.
     std::unique_lock<std::mutex> lock(io_mu_);
@@ -126,6 +132,7 @@ PathHealth PeerPath::CheckHealth() {
   const grpc::Status status = stub_->Health(&ctx, req, &resp);
   if (!status.ok()) {
     SetHealth(PathHealth::kLost, "health_call_failed");
+    MaintainData(false, 0);
     return Health();
   }
   bool reachable = false;
@@ -136,7 +143,55 @@ PathHealth PeerPath::CheckHealth() {
   }
   SetHealth(reachable ? PathHealth::kHealthy : PathHealth::kLost,
             reachable ? "peer_reaches_backend" : "peer_lost_backend");
+  MaintainData(reachable, resp.data_port());
   return Health();
+}
+
+void PeerPath::MaintainData(bool healthy, uint32_t port) {
+  if (options_.transport != PeerTransport::kData || !options_.data_tls) return;
+  std::shared_ptr<agent::peer::DataClient> current;
+  {
+    std::lock_guard<std::mutex> lock(io_mu_);
+    current = data_;
+  }
+  if (current && !current->broken() && healthy && port != 0) {
+    current->Ping();  // an unanswered previous ping breaks it: requests then use IoStream
+    return;
+  }
+  std::shared_ptr<agent::peer::DataClient> fresh;
+  if (healthy && port != 0) {
+    agent::peer::DataClientOptions o{.host = options_.data_host,
+                                     .port = static_cast<uint16_t>(port),
+                                     .server_name = options_.peer,
+                                     .tls = *options_.data_tls,
+                                     .pool = options_.pool,
+                                     .backend = options_.backend,
+                                     .io_deadline = options_.io_deadline,
+                                     .connect_timeout = options_.health_deadline};
+    std::string error;
+    fresh = agent::peer::DataClient::Connect(
+        o,
+        [this](backend::IoRequest* request, int result) {
+          CompleteRequest(request, result, nullptr);
+        },
+        &error);
+    if (!fresh) {
+      VIOS_LOG(kWarning, "peer data channel not connected; using IoStream")
+          .Field("path", Name())
+          .Field("error", error);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(io_mu_);
+    data_.swap(fresh);
+  }
+  // `fresh` now holds the old connection, if any: closing it fails what is still on it with a
+  // path error (retried by the router).
+}
+
+bool PeerPath::data_connected() {
+  std::lock_guard<std::mutex> lock(io_mu_);
+  return data_ && !data_->broken();
 }
 
 void PeerPath::HealthLoop() {
@@ -152,11 +207,15 @@ void PeerPath::HealthLoop() {
 void PeerPath::Forward(backend::IoRequest* request) {
   in_flight_.fetch_add(1);
   bool unary = options_.transport == PeerTransport::kUnary;
+  std::shared_ptr<agent::peer::DataClient> data;
   if (!unary) {
     std::lock_guard<std::mutex> lock(io_mu_);
     unary = unary_fallback_;
+    if (data_ && !data_->broken()) data = data_;
   }
-  if (unary) {
+  if (data) {
+    data->Submit(request);
+  } else if (unary) {
     ForwardUnary(request);
   } else {
     ForwardStream(request);
@@ -211,8 +270,9 @@ void PeerPath::Complete(Call* raw) {
 }
 
 void PeerPath::CompleteRequest(backend::IoRequest* request, int result, const std::string* data) {
-  if (result == 0 && request->op == backend::IoOp::kRead) {
-    if (data == nullptr || data->size() != request->read_buffer.size()) {
+  // data null: the payload is in read_buffer already (the data channel) or there is none.
+  if (result == 0 && request->op == backend::IoOp::kRead && data != nullptr) {
+    if (data->size() != request->read_buffer.size()) {
       result = -ECONNRESET;  // a peer answering the wrong size is not to be trusted: path error
     } else {
       std::memcpy(request->read_buffer.data(), data->data(), data->size());

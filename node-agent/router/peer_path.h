@@ -2,13 +2,17 @@
 // Its Device() forwards each IoRequest to that peer over the peer channel (proto/peer.proto,
 // async gRPC, mutual TLS); the peer runs it on its own LOCAL path and returns data and status.
 //
-// Transport (PeerPathOptions::transport): by default one long-lived IoStream per path carries
-// every request (batched while a message is on the wire; peer_path_stream.cc), which costs far
-// less per I/O than a unary ExecuteIo call each (kUnary, kept for peers without IoStream and for
-// the benchmark's comparison). Every request has its own deadline (io_deadline) kept by this
-// side; a request past it fails with -ETIMEDOUT and breaks the stream. A broken stream (peer
-// killed, connection reset, deadline) fails every request on it with a path error, so the
-// router retries each on another path; the next request opens a new stream.
+// Transport (PeerPathOptions::transport): by default the peer's data channel (kData,
+// node-agent/peer/peer_data.h: one mutual-TLS connection with binary frames, opened by the
+// Health loop once the peer reports its data port, and probed by a ping on every Health round).
+// While there is none (a peer without one, before the first Health answer, a broken connection
+// not yet replaced) requests go over one long-lived IoStream per path (batched while a message
+// is on the wire; peer_path_stream.cc), which is also kStream's only transport; kUnary sends one
+// ExecuteIo call per I/O (peers without IoStream, and the benchmark's comparison). Every request
+// has its own deadline (io_deadline) kept by this side; a request past it fails with -ETIMEDOUT
+// and breaks its connection or stream. A broken connection or stream (peer killed, connection
+// reset, deadline) fails every request on it with a path error, so the router retries each on
+// another path; the next request uses a new one.
 //
 //   auto channel = agent::peer::MakePeerChannel("127.0.0.2:7443", "node-b", tls);  // per peer
 //   auto path = std::make_unique<PeerPath>(channel, PeerPathOptions{.pool = "default",
@@ -30,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,12 +42,14 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/completion_queue.h>
 
+#include "node-agent/peer/peer_data.h"
 #include "node-agent/router/path.h"
 #include "proto/peer.grpc.pb.h"
 
 namespace vios::router {
 
 enum class PeerTransport : uint8_t {
+  kData,    // the peer data channel, IoStream while it is not connected
   kStream,  // IoStream: one bidirectional stream per path
   kUnary,   // ExecuteIo: one call per I/O
 };
@@ -59,7 +66,11 @@ struct PeerPathOptions {
   std::chrono::milliseconds health_deadline{1000};
   uint64_t size_bytes = 0;  // reported by Device(); the router uses its local device's
   uint32_t block_size = 512;
-  PeerTransport transport = PeerTransport::kStream;
+  PeerTransport transport = PeerTransport::kData;
+  // The data channel: the peer's host (its peer address without the port) and this member's
+  // TLS files. Without data_tls, kData behaves as kStream.
+  std::string data_host{};
+  std::optional<agent::peer::PeerTls> data_tls{};
   // on_change runs on the thread that saw the transition; it must not block.
   std::function<void(PathHealth from, PathHealth to, const std::string& reason)> on_change{};
 };
@@ -84,6 +95,8 @@ class PeerPath final : public Path {
   PathHealth CheckHealth();
   const PeerPathOptions& options() const { return options_; }
   uint64_t in_flight() const { return in_flight_.load(); }
+  // data_connected: requests go over the data channel now.
+  bool data_connected();
 
  private:
   class PeerDevice final : public backend::BlockDevice {
@@ -142,6 +155,9 @@ class PeerPath final : public Path {
   void ExpireLocked(std::chrono::steady_clock::time_point now, std::vector<Finished>* done);
   void SetHealth(PathHealth to, const std::string& reason);
   void HealthLoop();
+  // MaintainData (Health loop): opens the data channel when the peer has one and it is not
+  // connected, pings it otherwise; closes it when the peer is not healthy.
+  void MaintainData(bool healthy, uint32_t port);
 
   const PeerPathOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -170,6 +186,9 @@ class PeerPath final : public Path {
   std::vector<uint32_t> free_slots_;
   std::vector<std::unique_ptr<OutBatch>> batches_;  // pooled request batches
   std::vector<OutBatch*> free_batches_;
+  // The data channel; replaced by the Health loop, used by Forward (a copy of the pointer keeps
+  // a connection alive while a request is handed to it).
+  std::shared_ptr<agent::peer::DataClient> data_;  // guarded by io_mu_
 };
 
 }  // namespace vios::router

@@ -40,6 +40,7 @@ struct PeerAgent {
   PeerAgent(Pki& pki, const std::string& member, backend::BlockDevice* device,
             std::atomic<bool>* reachable = nullptr) {
     PeerServerOptions o{.listen_address = "127.0.0.1:0",
+                        .data_listen_address = "127.0.0.1:0",
                         .member = member,
                         .version = "test",
                         .tls = pki.Tls(member, "ca")};
@@ -80,6 +81,8 @@ class PeerPathTest : public ::testing::Test {
     o.peer = name;
     o.self = "node-a";
     o.health_interval = 0ms;
+    o.data_host = "127.0.0.1";
+    o.data_tls = pki_->Tls("node-a", "ca");
     return std::make_unique<PeerPath>(Channel(peer, name), std::move(o));
   }
   static Pki* pki_;
@@ -214,13 +217,18 @@ TEST_F(PeerPathTest, IoStreamAnswersEachRequestByIdAndRefusesBadOnesAlone) {
   EXPECT_EQ(b.server->GetStats().io_in_flight, 0u);
 }
 
-// Many requests in flight at once through one path, on both transports: every write lands and
+// Many requests in flight at once through one path, on every transport: every write lands and
 // every read returns its own block (answers are matched to requests, never mixed up).
-TEST_F(PeerPathTest, ManyConcurrentRequestsKeepTheirOwnDataOnBothTransports) {
-  for (PeerTransport transport : {PeerTransport::kStream, PeerTransport::kUnary}) {
+TEST_F(PeerPathTest, ManyConcurrentRequestsKeepTheirOwnDataOnEveryTransport) {
+  for (PeerTransport transport :
+       {PeerTransport::kData, PeerTransport::kStream, PeerTransport::kUnary}) {
+    SCOPED_TRACE(static_cast<int>(transport));
     backend::MemoryBackend disk(4 << 20);
     PeerAgent b(*pki_, "node-b", &disk);
     auto path = Path(b, "node-b", {.transport = transport});
+    ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+    // The data channel is connected by the Health round, and only for kData.
+    EXPECT_EQ(path->data_connected(), transport == PeerTransport::kData);
     constexpr int kDepth = 64;
     struct Op final : backend::IoCompletion {
       backend::IoRequest req;

@@ -1,0 +1,260 @@
+// The peer data channel (DESIGN.md §6): a peer path's I/O over one mutual-TLS TCP connection with
+// a fixed binary frame per request and per answer, next to the gRPC peer channel.
+//
+// Why a second connection: gRPC over TLS costs about five memory copies per payload byte on each
+// end (protobuf serialization and parsing, the TLS layer's buffer pairs, HTTP/2 framing) and a few
+// thread hand-offs per message. Measured in bench/peer-path, that CPU, not the network, capped
+// I/O through a peer at under half of the local path. Here a payload byte is copied once on each
+// end plus the TLS record encryption; each connection is one thread that reads and writes
+// (OpenSSL forbids using one SSL object from two threads at once) and batches whatever is ready
+// into as few TLS records and system calls as it can.
+//
+// Control (Health, cluster messages, reservations) stays on gRPC; the data channel is found
+// through Health (HealthResponse.data_port) and is optional: a peer path without one (an older
+// peer, a failed handshake, a broken connection being replaced) uses the gRPC IoStream.
+//
+// Security is the peer channel's: TLS 1.3 only, both ends present a certificate of the cluster CA
+// (the same files, re-read for every new connection so a rotated certificate applies), the client
+// checks that the server's certificate names the member it meant to reach, the server takes the
+// caller's identity from the common name of its certificate.
+//
+// Wire format (all integers little-endian), a 40-byte header per frame, then data_bytes of data:
+//   0 magic u32 "VDC1"   4 kind u8   5 op u8 (peer.proto IoOp)   6 reserved u16 (0)
+//   8 error i32 (a positive errno, answers)   12 data_bytes u32   16 id u64
+//   24 offset u64 (bytes)   32 length u64 (bytes of the I/O)
+// kinds: hello (client, data "pool\nbackend"), hello-ack (server; error != 0: refused and closed),
+// request, response (same id; data: a read's payload), ping / pong (same id; liveness).
+// A frame that breaks these rules (bad magic, unknown kind, data too large, data on a kind that
+// carries none) closes that connection and only that one; a request whose fields are wrong for
+// the device (ValidateIoFields) gets an answer with EINVAL and the connection stays up.
+//
+//   DataServer server({.listen_address = "127.0.0.1:0", .tls = tls, .host = io_host});
+//   server.Start();   // throws PeerError
+//   auto client = DataClient::Connect({.host = "127.0.0.1", .port = server.port(),
+//       .server_name = "node-b", .tls = tls_a, .pool = "p", .backend = "b"}, on_done, &error);
+//   client->Submit(&request);   // on_done(&request, result) exactly once, on any thread
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "node-agent/backend/block_device.h"
+#include "node-agent/peer/peer_io.h"
+#include "node-agent/peer/peer_io_stream.h"
+#include "node-agent/peer/peer_tls.h"
+
+namespace vios::agent::peer {
+
+inline constexpr uint32_t kDataMagic = 0x31434456;  // "VDC1"
+inline constexpr size_t kDataHeaderBytes = 40;
+
+enum class DataKind : uint8_t {
+  kHello = 1,
+  kHelloAck = 2,
+  kRequest = 3,
+  kResponse = 4,
+  kPing = 5,
+  kPong = 6,
+};
+
+struct DataHeader {
+  DataKind kind = DataKind::kRequest;
+  uint8_t op = 0;  // vios::peer::v1::IoOp
+  int32_t error = 0;
+  uint32_t data_bytes = 0;
+  uint64_t id = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+void EncodeDataHeader(const DataHeader& header, uint8_t* out);  // kDataHeaderBytes bytes
+// DecodeDataHeader returns "" or what is wrong with the frame (bad magic, unknown kind, ...).
+std::string DecodeDataHeader(const uint8_t* in, DataHeader* header);
+
+// kMaxHelloBytes bounds a hello's "pool\nbackend".
+inline constexpr uint32_t kMaxHelloBytes = 1024;
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
+
+// MakeDataTlsContext builds a TLS 1.3 context from the peer files (read now: a rotated
+// certificate applies to the next connection). Null with *error naming the file or the problem.
+SslCtxPtr MakeDataTlsContext(const PeerTls& tls, bool server, std::string* error);
+
+// TlsPipe is one established TLS connection on a non-blocking socket, with an output buffer that
+// frames are appended to and an input buffer they are parsed from. Used by one thread at a time.
+class TlsPipe {
+ public:
+  TlsPipe(int fd, SSL* ssl);  // takes both
+  ~TlsPipe();
+  TlsPipe(const TlsPipe&) = delete;
+  TlsPipe& operator=(const TlsPipe&) = delete;
+
+  int fd() const { return fd_; }
+  SSL* ssl() const { return ssl_; }
+  // Append a frame: header, then data (may be empty).
+  void Append(const DataHeader& header, const uint8_t* data, size_t size);
+  // Flush writes the output buffer as far as the socket takes it; false when the connection
+  // failed (error()).
+  bool Flush();
+  bool WantsWrite() const { return out_sent_ < out_.size(); }
+  size_t OutBytes() const { return out_.size() - out_sent_; }
+  // Fill reads what the socket has; false when the connection ended or failed (error()).
+  bool Fill();
+  // HasPending: TLS data already read from the socket but not yet returned by Fill (poll would
+  // not report it).
+  bool HasPending() const { return SSL_has_pending(ssl_) == 1; }
+  const uint8_t* in_data() const { return in_.data() + in_start_; }
+  size_t in_size() const { return in_end_ - in_start_; }
+  void Consume(size_t n);
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Fail(const std::string& what, int ssl_error);
+
+  int fd_;
+  SSL* ssl_;
+  std::vector<uint8_t> out_;
+  size_t out_sent_ = 0;
+  std::vector<uint8_t> in_;
+  size_t in_start_ = 0;
+  size_t in_end_ = 0;
+  std::string error_;
+};
+
+// ConnectTls opens a TCP connection and completes a TLS 1.3 handshake in which the server's
+// certificate must chain to tls.ca_file and name server_name. Null with *error on failure.
+std::unique_ptr<TlsPipe> ConnectTls(const std::string& host, uint16_t port,
+                                    const std::string& server_name, const PeerTls& tls,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    std::string* error);
+
+// --- server ---
+
+struct DataServerOptions {
+  std::string listen_address;  // host:port; port 0 picks a free one (see port())
+  PeerTls tls;
+  IoStreamHost* host = nullptr;  // devices, limits and counters (the PeerServer)
+  std::chrono::milliseconds handshake_timeout{5000};
+  // max_in_flight: requests of one connection inside a backend before it stops reading.
+  uint32_t max_in_flight = 1024;
+};
+
+class DataServer {
+ public:
+  explicit DataServer(DataServerOptions options);
+  ~DataServer();
+  DataServer(const DataServer&) = delete;
+  DataServer& operator=(const DataServer&) = delete;
+
+  void Start();  // throws PeerError when the address cannot be bound
+  // Stop closes the listener and every connection; it returns once no request of theirs is
+  // inside a backend.
+  void Stop();
+  int port() const { return port_; }
+  uint64_t connections_accepted() const { return accepted_.load(); }
+
+ private:
+  class Conn;
+  void AcceptLoop();
+  void Reap(bool all);
+
+  DataServerOptions options_;
+  int listen_fd_ = -1;
+  int stop_fd_ = -1;  // eventfd: wakes the accept loop
+  int port_ = 0;
+  std::thread accept_thread_;
+  std::atomic<uint64_t> accepted_{0};
+  std::mutex mu_;
+  std::list<std::unique_ptr<Conn>> conns_;  // guarded by mu_
+  bool stopping_ = false;                   // guarded by mu_
+};
+
+// --- client ---
+
+struct DataClientOptions {
+  std::string host;
+  uint16_t port = 0;
+  std::string server_name;  // the peer's member name: its certificate must name it
+  PeerTls tls;
+  std::string pool;
+  std::string backend;
+  // io_deadline: a request not answered within it fails with -ETIMEDOUT and breaks the
+  // connection (its other requests fail with -ECONNRESET: path errors, retried elsewhere).
+  std::chrono::milliseconds io_deadline{2000};
+  std::chrono::milliseconds connect_timeout{1000};  // TCP connect, TLS handshake and hello
+};
+
+class DataClient {
+ public:
+  // Done completes one request: result 0 (a read's data is in its read_buffer) or -errno.
+  using Done = std::function<void(backend::IoRequest* request, int result)>;
+
+  // Connect opens, authenticates and binds a connection to options.pool/backend; null with
+  // *error on failure (nothing is left running).
+  static std::unique_ptr<DataClient> Connect(const DataClientOptions& options, Done done,
+                                             std::string* error);
+  // The destructor breaks the connection; every request has completed when it returns.
+  ~DataClient();
+  DataClient(const DataClient&) = delete;
+  DataClient& operator=(const DataClient&) = delete;
+
+  // Submit sends request; done runs exactly once for it (at once, with -ECONNRESET, when the
+  // connection is already broken). Thread-safe.
+  void Submit(backend::IoRequest* request);
+  // Ping sends a liveness probe; false (and the connection is broken) when the previous probe
+  // is still unanswered.
+  bool Ping();
+  void Break(const std::string& reason);
+  bool broken() const { return broken_.load(std::memory_order_acquire); }
+  const std::string& break_reason() const { return break_reason_; }  // once broken()
+
+ private:
+  struct Slot {
+    backend::IoRequest* request = nullptr;
+    std::chrono::steady_clock::time_point deadline{};
+    uint32_t generation = 0;
+  };
+
+  DataClient(std::unique_ptr<TlsPipe> pipe, const DataClientOptions& options, Done done);
+  void Loop();
+  void Wake();
+  void FailAll(std::vector<std::pair<backend::IoRequest*, int>>* done, int result);
+
+  const DataClientOptions options_;
+  const Done done_;
+  std::unique_ptr<TlsPipe> pipe_;
+  int wake_fd_ = -1;
+  std::atomic<bool> wake_pending_{false};
+  std::atomic<bool> broken_{false};
+  std::string break_reason_;  // written before broken_ is set
+
+  std::mutex mu_;
+  std::vector<backend::IoRequest*> submitted_;  // guarded by mu_
+  bool closing_ = false;                        // guarded by mu_: the loop is ending
+  std::string break_request_;                   // guarded by mu_: Break asked the loop to stop
+  bool ping_due_ = false;                       // guarded by mu_
+  std::atomic<uint64_t> pings_sent_{0};
+  std::atomic<uint64_t> pongs_seen_{0};
+
+  // Loop thread only.
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  size_t in_slots_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace vios::agent::peer
