@@ -34,6 +34,7 @@ DASHBOARD = os.path.join(CHART, "files", "vios-dashboard.json")
 PENDING_METRICS = {
     "vios_path_health", "vios_rerouted", "vios_reroutes_total", "vios_peer_io_operations_total",
     "vios_peer_io_latency_seconds_bucket", "vios_peer_io_bytes_total", "vios_path_probes_total",
+    "vios_peer_io_transport_total",
     "vios_pr_operations_total", "vios_pr_conflicts_total", "vios_pr_preemptions_total",
     "vios_pr_store_errors_total", "vios_pr_notify_latency_seconds_bucket",
     "vios_pool_capacity_bytes", "vios_pool_allocated_bytes",
@@ -47,7 +48,7 @@ EMPTY_WHEN_HEALTHY = {"vios_operator_reconcile_errors_total"}
 def test_promtool_check_rules():
     proc = subprocess.run([PROMTOOL, "check", "rules", RULES], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 11 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 12 rules found" in proc.stdout, proc.stdout
 
 
 def test_promtool_rule_unit_tests_fire_every_alert():
@@ -59,7 +60,7 @@ def test_promtool_rule_unit_tests_fire_every_alert():
     tests = open(RULE_TESTS).read()
     fired = set(re.findall(r"alertname: (\w+)\n\s*exp_alerts:\n\s*- exp_labels", tests))
     assert alerts == fired, "alerts without a firing test: %s" % sorted(alerts - fired)
-    assert len(alerts) == 11
+    assert len(alerts) == 12
 
 
 def alert_exprs():
@@ -196,7 +197,7 @@ def test_prometheus_evaluates_every_alert_and_dashboard_query(prometheus):
     # The rules loaded and every rule evaluated without error.
     time.sleep(2.5)  # two rule evaluations
     rules = [r for g in prometheus.rules() for r in g["rules"]]
-    assert len(rules) == 11
+    assert len(rules) == 12
     bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not bad, bad
 

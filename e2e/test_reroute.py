@@ -183,6 +183,13 @@ def test_link_down_reroutes_without_errors_and_fails_back(rr):
           % (result["ios"], stall_ms))
     wait_failback(rr)
     assert rr.metric("agent-a", "vios_reroutes_total", backend="san0") is not None
+    # The rerouted I/O went over the peers' data channel, not the gRPC stream fallback.
+    by_data = sum(rr.metric("agent-a", "vios_peer_io_transport_total", backend="san0",
+                            peer=p, transport="data") or 0 for p in ("agent-b", "agent-c"))
+    by_stream = sum(rr.metric("agent-a", "vios_peer_io_transport_total", backend="san0",
+                              peer=p, transport="stream") or 0 for p in ("agent-b", "agent-c"))
+    print("forwarded over the data channel: %d, over IoStream: %d" % (by_data, by_stream))
+    assert by_data > 0 and by_data > 10 * by_stream, (by_data, by_stream)
     # Every transition became an Event on agent-a's VIOSMember (item 3 of issue #7).
     wanted = {"PathLost", "ReroutingStarted", "ReroutingEnded", "PathRecovered"}
     wait_until(lambda: wanted <= {r for r, _, _, _ in member_events(rr, "agent-a")}, 20,

@@ -20,6 +20,9 @@
 // API, so no gRPC thread waits for a backend. Served requests are counted per caller identity.
 // ApplyReservation hands a peer's reservation state to reservation_applier (UNIMPLEMENTED when
 // unset).
+//
+// With data_listen_address set, the server also runs the peer data channel (peer_data.h) on the
+// same devices and counters, and Health reports its port.
 #pragma once
 
 #include <atomic>

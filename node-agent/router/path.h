@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "node-agent/backend/block_device.h"
 #include "node-agent/backend/io_counters.h"
@@ -28,6 +30,9 @@ class Path {
   // ReportResult feeds the outcome of one I/O back (the router calls it for each completion), so a
   // path learns of loss from failing I/O.
   virtual void ReportResult(int result) = 0;
+  // TransportCounts: for a path through a peer, requests forwarded so far by each transport
+  // ("data", "stream", "unary"); empty for other paths.
+  virtual std::vector<std::pair<const char*, uint64_t>> TransportCounts() const { return {}; }
   // Statistics of I/O routed along this path.
   backend::IoCounters& counters() { return counters_; }
   const backend::IoCounters& counters() const { return counters_; }

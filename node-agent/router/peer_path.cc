@@ -214,10 +214,13 @@ void PeerPath::Forward(backend::IoRequest* request) {
     if (data_ && !data_->broken()) data = data_;
   }
   if (data) {
+    by_data_.fetch_add(1, std::memory_order_relaxed);
     data->Submit(request);
   } else if (unary) {
+    by_unary_.fetch_add(1, std::memory_order_relaxed);
     ForwardUnary(request);
   } else {
+    by_stream_.fetch_add(1, std::memory_order_relaxed);
     ForwardStream(request);
   }
 }

@@ -87,6 +87,9 @@ class PeerPath final : public Path {
   PathHealth Health() const override { return health_.load(std::memory_order_acquire); }
   backend::BlockDevice* Device() override { return &device_; }
   void ReportResult(int result) override;
+  std::vector<std::pair<const char*, uint64_t>> TransportCounts() const override {
+    return {{"data", by_data_.load()}, {"stream", by_stream_.load()}, {"unary", by_unary_.load()}};
+  }
 
   // Start begins periodic Health calls (the first at once).
   void Start();
@@ -166,6 +169,9 @@ class PeerPath final : public Path {
   std::atomic<PathHealth> health_{PathHealth::kLost};
   std::atomic<uint64_t> next_request_id_{1};
   std::atomic<uint64_t> in_flight_{0};
+  std::atomic<uint64_t> by_data_{0};  // requests forwarded per transport (metrics)
+  std::atomic<uint64_t> by_stream_{0};
+  std::atomic<uint64_t> by_unary_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;

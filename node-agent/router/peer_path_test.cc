@@ -161,6 +161,45 @@ TEST_F(PeerPathTest, ForwardsReadsAndWritesToThePeersFileBackend) {
   std::filesystem::remove(file);
 }
 
+// The data channel is opened by a Health round that reports the peer's data port; until then,
+// and when the peer is not healthy, IoStream carries the requests, without an error either way.
+TEST_F(PeerPathTest, DataChannelOpensWithHealthAndIoStreamCarriesIoUntilThen) {
+  backend::MemoryBackend disk(1 << 20);
+  std::atomic<bool> reachable{true};
+  PeerAgent b(*pki_, "node-b", &disk, &reachable);
+  ASSERT_NE(b.server->data_port(), 0);
+  auto path = Path(b, "node-b");
+  auto count = [&](const char* transport) {
+    for (const auto& [kind, n] : path->TransportCounts()) {
+      if (std::string(kind) == transport) return n;
+    }
+    return uint64_t{0};
+  };
+  std::vector<uint8_t> buf(4096, 3);
+  EXPECT_FALSE(path->data_connected());
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kWrite, 0, buf), 0);
+  EXPECT_EQ(count("stream"), 1u);
+  EXPECT_EQ(count("data"), 0u);
+  ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  EXPECT_TRUE(path->data_connected());
+  std::vector<uint8_t> back(4096);
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kRead, 0, back), 0);
+  EXPECT_EQ(back, buf);
+  EXPECT_EQ(count("data"), 1u);
+  ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);  // pings; the connection stays
+  EXPECT_TRUE(path->data_connected());
+  reachable = false;  // the peer lost the backend: the data channel is closed with the path
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kLost);
+  EXPECT_FALSE(path->data_connected());
+  reachable = true;
+  EXPECT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  EXPECT_TRUE(path->data_connected());
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kRead, 0, back), 0);
+  EXPECT_EQ(count("data"), 2u);
+  EXPECT_EQ(count("stream"), 1u);
+  EXPECT_EQ(b.server->GetStats().io_served.at("node-a"), 3u);
+}
+
 // IoStream on the wire: one message carries several requests; each is answered once by its
 // request_id; a refused request (bad field, unknown backend) is answered with an errno and the
 // stream carries on.

@@ -92,6 +92,11 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
   MetricFamily peer_latency =
       Family("vios_peer_io_latency_seconds", "Latency of I/O through a peer agent, all operations.",
              MetricType::Histogram);
+  MetricFamily transport =
+      Family("vios_peer_io_transport_total",
+             "I/O forwarded through a peer agent, by transport: data (the peer data channel), "
+             "stream (gRPC IoStream, while the data channel is not connected), unary.",
+             MetricType::Counter);
   MetricFamily served =
       Family("vios_peer_io_served_total",
              "I/O this agent executed on its local paths for a peer agent.", MetricType::Counter);
@@ -124,6 +129,9 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
       Add(peer_bytes, with({{"op", "read"}, {"peer", peer}}), Load(c.read_bytes));
       Add(peer_bytes, with({{"op", "write"}, {"peer", peer}}), Load(c.write_bytes));
       peer_latency.metric.push_back(Histogram(with({{"peer", peer}}), c));
+      for (const auto& [kind, count] : path->TransportCounts()) {
+        Add(transport, with({{"peer", peer}, {"transport", kind}}), static_cast<double>(count));
+      }
     }
     const Router::Stats st = s.router->GetStats();
     Add(rerouted, base, s.router->Rerouting() ? 1 : 0);
@@ -146,7 +154,8 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
   }
   return {std::move(health),           std::move(rerouted), std::move(reroutes),
           std::move(rerouted_seconds), std::move(peer_ops), std::move(peer_bytes),
-          std::move(peer_latency),     std::move(served),   std::move(probes)};
+          std::move(peer_latency),     std::move(transport), std::move(served),
+          std::move(probes)};
 }
 
 }  // namespace vios::router

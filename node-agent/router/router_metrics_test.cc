@@ -27,6 +27,9 @@ class StaticPeer final : public Path {
   PathHealth Health() const override { return PathHealth::kHealthy; }
   backend::BlockDevice* Device() override { return device_; }
   void ReportResult(int) override {}
+  std::vector<std::pair<const char*, uint64_t>> TransportCounts() const override {
+    return {{"data", 7}, {"stream", 2}};
+  }
 
  private:
   std::string name_;
@@ -84,6 +87,10 @@ TEST(RouterMetricsTest, ExportsPathStateReroutesPeerIoProbesAndServedCounts) {
   EXPECT_NE(
       t.find(
           R"(vios_peer_io_latency_seconds_count{backend="san0",pool="default",peer="node-b"} 2)"),
+      std::string::npos);
+  EXPECT_NE(
+      t.find(
+          R"(vios_peer_io_transport_total{backend="san0",pool="default",peer="node-b",transport="data"} 7)"),
       std::string::npos);
   EXPECT_NE(t.find(R"(vios_path_probes_total{backend="san0",pool="default",result="success"} 1)"),
             std::string::npos);
