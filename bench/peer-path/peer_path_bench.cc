@@ -20,6 +20,8 @@
 // --transport picks how the peer path forwards: the data channel (default, peer_data.h), one
 // gRPC IoStream per path, or one unary ExecuteIo call per I/O; --compare runs all three,
 // alternating with local, in one process.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -143,6 +145,13 @@ class Driver {
 };
 
 }  // namespace
+
+double ProcessCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 int main(int argc, char** argv) {
   std::string file = "/var/tmp/vios-peer-path-bench.img";
@@ -294,12 +303,14 @@ int main(int argc, char** argv) {
       {"4k-rand-write", backend::IoOp::kWrite, 4096, true},
   };
   const uint64_t span = size_mib << 20;
-  std::string rows, json_rows;
+  std::string rows, json_rows, cpu_rows;
   for (const Workload& w : workloads) {
     if (!only.empty() && only != w.name) continue;
     // The modes alternate in `rounds` slices of seconds/rounds each, so a neighbour's load on
     // the shared machine hits them alike; MB/s is the mean over the slices.
     double mbps[4] = {0, 0, 0, 0};
+    double cpu[4] = {0, 0, 0, 0};  // CPU seconds of this process (both agents) per mode
+    double gb[4] = {0, 0, 0, 0};   // data moved per mode
     uint64_t errors = 0;
     const auto slice = std::chrono::milliseconds(seconds * 1000 / rounds);
     for (int r = 0; r < rounds; ++r) {
@@ -308,7 +319,11 @@ int main(int argc, char** argv) {
                                                  : router::PathHealth::kLost);
         if (mode > 0) router.AddPath(make_path(transport_of(mode)));
         Driver d(&router, w, qd, span);
-        mbps[mode] += d.Run(slice) / rounds;
+        const double cpu0 = ProcessCpuSeconds();
+        const double rate = d.Run(slice);
+        cpu[mode] += ProcessCpuSeconds() - cpu0;
+        gb[mode] += rate * static_cast<double>(slice.count()) / 1e6;  // MB/s x ms -> GB
+        mbps[mode] += rate / rounds;
         errors += d.errors();
         if (mode > 0) router.RemovePath("peer:node-b");
       }
@@ -325,6 +340,10 @@ int main(int argc, char** argv) {
                     mbps[0], mbps[1], ratio, static_cast<unsigned long long>(errors));
     }
     rows += line;
+    std::snprintf(line, sizeof line, "| %s | %u | %.2f | %.2f | %.2f | %.2f |\n", w.name, qd,
+                  cpu[0] / gb[0], cpu[1] / gb[1], modes > 2 ? cpu[2] / gb[2] : 0.0,
+                  modes > 3 ? cpu[3] / gb[3] : 0.0);
+    cpu_rows += line;
     std::snprintf(line, sizeof line,
                   "%s{\"workload\":\"%s\",\"qd\":%u,\"local_mbps\":%.1f,\"peer_mbps\":%.1f,"
                   "\"ratio\":%.3f,\"stream_mbps\":%.1f,\"unary_mbps\":%.1f,\"errors\":%llu}",
@@ -348,6 +367,13 @@ int main(int argc, char** argv) {
       std::printf("| workload | QD | local MB/s | via peer MB/s | ratio | errors |\n");
       std::printf("|---|---|---|---|---|---|\n%s", rows.c_str());
     }
+    // CPU per byte: what the agents spend (user + system time of this process; tgtd, the SAN,
+    // is another process) for each GB moved. Less sensitive to a neighbour's load than MB/s.
+    std::printf(
+        "\nagent CPU seconds per GB moved (A alone for local, A + B through the peer):\n\n"
+        "| workload | QD | local | data channel | IoStream | ExecuteIo |\n"
+        "|---|---|---|---|---|---|\n%s",
+        cpu_rows.c_str());
   }
   server.Stop();
   std::filesystem::remove(file);

@@ -25,6 +25,8 @@ const char kAgentUsage[] =
     "  --advertise-address=IP    address peers reach this agent on (default $VIOS_HOST_IP, else\n"
     "                            the first non-loopback IPv4 address)\n"
     "  --peer-port=PORT          peer channel port (default 7470)\n"
+    "  --peer-data-port=PORT     peer data channel port for rerouted I/O (default: chosen by the\n"
+    "                            system and reported to peers)\n"
     "  --metrics-address=H:P     Prometheus /metrics; empty disables\n"
     "  --log-level=LEVEL         debug, info, warning, error\n";
 
@@ -93,6 +95,8 @@ AgentFlags ParseAgentFlags(const std::vector<std::string>& args,
       flags.advertise_address = value();
     } else if (name == "peer-port") {
       flags.peer_port = ParsePort(name, value());
+    } else if (name == "peer-data-port") {
+      flags.peer_data_port = ParsePort(name, value());
     } else if (name == "metrics-address") {
       flags.metrics_address = value();
     } else {
@@ -147,6 +151,7 @@ AgentConfig BuildAgentConfig(const AgentFlags& flags,
     }
     m.peer_address = host + ":" + std::to_string(peer_port);
     if (m.peer_listen.empty()) m.peer_listen = m.peer_address;
+    if (flags.peer_data_port) m.peer_data_port = *flags.peer_data_port;
     if (!iscsi_from_file) config.iscsi_listen = {host + ":" + std::to_string(kDefaultIscsiPort)};
     config.cluster = std::move(m);
   } else if (!flags.kubeconfig.empty() && config.cluster) {

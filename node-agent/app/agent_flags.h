@@ -39,6 +39,7 @@ struct AgentFlags {
   std::vector<std::string> iscsi_addresses;
   std::string advertise_address;
   std::optional<uint16_t> peer_port;
+  std::optional<uint16_t> peer_data_port;
   std::optional<std::string> metrics_address;  // "" disables
 };
 

@@ -41,7 +41,15 @@ TEST(AgentFlagsTest, SeparateValuesAndDefaults) {
   AgentConfig config = BuildAgentConfig(flags, [] { return std::string("127.77.1.2"); });
   EXPECT_EQ(config.node_name, "n1");
   EXPECT_EQ(config.cluster->peer_address, "127.77.1.2:7470");
+  EXPECT_EQ(config.cluster->peer_data_port, 0);  // the system picks it; Health reports it
   EXPECT_EQ(config.iscsi_listen, std::vector<std::string>{"127.77.1.2:3260"});
+}
+
+TEST(AgentFlagsTest, PeerDataPort) {
+  AgentFlags flags = Parse({"--cluster=c", "--namespace=ns", "--node-name=n",
+                            "--advertise-address=127.0.0.9", "--peer-data-port=7471"});
+  AgentConfig config = BuildAgentConfig(flags, NoAddress);
+  EXPECT_EQ(config.cluster->peer_data_port, 7471);
 }
 
 TEST(AgentFlagsTest, ExplicitPortalsWin) {
@@ -63,6 +71,9 @@ TEST(AgentFlagsTest, MistakesNameTheFlag) {
     }
     return std::string("no error");
   };
+  EXPECT_NE(message({"--peer-data-port=0", "--cluster=c", "--namespace=n"})
+                .find("--peer-data-port: '0' is not a port number"),
+            std::string::npos);
   EXPECT_NE(message({"--peer-port=99999", "--cluster=c", "--namespace=n"}).find("--peer-port"),
             std::string::npos);
   EXPECT_NE(message({"--cluster=c"}).find("--namespace"), std::string::npos);

@@ -281,6 +281,7 @@ AgentConfig ParseRoot(Field& root) {
     m.kubeconfig = cluster.String("kubeconfig", false);
     m.peer_address = cluster.String("peerAddress", false);
     m.peer_listen = cluster.String("peerListen", false);
+    m.peer_data_port = static_cast<uint16_t>(cluster.Unsigned("peerDataPort", 0, 65535));
     cluster.RejectUnknown();
     if (c.node_name.empty())
       Field::Fail("node", "is required when cluster is set (the member name)");

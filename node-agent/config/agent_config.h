@@ -107,6 +107,9 @@ struct ClusterMembershipConfig {
   // host:port the peer channel (gRPC over mutual TLS) listens on; empty: peer_address. With
   // neither, the agent has no peer channel (it still registers and reports status).
   std::string peer_listen;
+  // TCP port of the peer data channel (rerouted I/O, node-agent/peer/peer_data.h) on the host of
+  // peer_listen; 0: one of the system's choosing (reported to peers through Health).
+  uint16_t peer_data_port = 0;
   bool operator==(const ClusterMembershipConfig&) const = default;
 };
 

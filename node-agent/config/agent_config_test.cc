@@ -181,5 +181,17 @@ TEST(AgentConfigTest, PathsSectionAndDurations) {
   EXPECT_NE(error_of("paths:\n  timeout: 3s\n").find("paths.timeout"), std::string::npos);
 }
 
+TEST(AgentConfigTest, ClusterPeerDataPort) {
+  const std::string base = "node: n1\ncluster:\n  name: c\n  namespace: ns\n";
+  EXPECT_EQ(ParseAgentConfig(base).cluster->peer_data_port, 0);
+  EXPECT_EQ(ParseAgentConfig(base + "  peerDataPort: 7471\n").cluster->peer_data_port, 7471);
+  try {
+    ParseAgentConfig(base + "  peerDataPort: 70000\n");
+    ADD_FAILURE() << "accepted port 70000";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cluster.peerDataPort"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace vios::agent

@@ -128,6 +128,9 @@ std::string PeerCommonName(SSL* ssl) {
 }
 
 constexpr size_t kInitialInBuffer = 256 << 10;
+// Payloads at least this large are read straight into their destination (TlsPipe::SetSink)
+// when they have not fully arrived with their header.
+constexpr uint32_t kDirectPayload = 16u << 10;
 // A connection stops reading when this much output is waiting for the socket (backpressure).
 constexpr size_t kMaxOutBuffered = 32u << 20;
 
@@ -186,6 +189,11 @@ SslCtxPtr MakeDataTlsContext(const PeerTls& tls, bool server, std::string* error
                            "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                            "TLS_CHACHA20_POLY1305_SHA256");
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  // Read ahead: one read() takes in as many records as the socket has (by default OpenSSL reads
+  // each record's 5-byte header and body separately: two system calls per 16 KiB). Data it holds
+  // that poll cannot see is what TlsPipe::HasPending reports.
+  SSL_CTX_set_read_ahead(ctx.get(), 1);
+  SSL_CTX_set_default_read_buffer_len(ctx.get(), 256u << 10);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert_file.c_str()) != 1) {
     *error = "peer data TLS: certificate file " + tls.cert_file + ": " + SslErrors();
@@ -216,10 +224,11 @@ TlsPipe::~TlsPipe() {
 }
 
 void TlsPipe::Append(const DataHeader& header, const uint8_t* data, size_t size) {
-  const size_t at = out_.size();
-  out_.resize(at + kDataHeaderBytes + size);
-  EncodeDataHeader(header, out_.data() + at);
-  if (size != 0) std::memcpy(out_.data() + at + kDataHeaderBytes, data, size);
+  uint8_t head[kDataHeaderBytes];
+  EncodeDataHeader(header, head);
+  // insert, not resize + memcpy: no zero-filling pass over the payload first.
+  out_.insert(out_.end(), head, head + kDataHeaderBytes);
+  if (size != 0) out_.insert(out_.end(), data, data + size);
 }
 
 bool TlsPipe::Fail(const std::string& what, int ssl_error) {
@@ -255,8 +264,13 @@ bool TlsPipe::Flush() {
   return true;
 }
 
-bool TlsPipe::Fill() {
-  while (true) {
+int TlsPipe::ReadSome() {
+  uint8_t* into;
+  size_t room;
+  if (sink_left_ != 0) {
+    into = sink_;
+    room = sink_left_;
+  } else {
     if (in_start_ == in_end_) {
       in_start_ = in_end_ = 0;
     } else if (in_.size() - in_end_ < (16u << 10) && in_start_ > 0) {
@@ -265,18 +279,33 @@ bool TlsPipe::Fill() {
       in_start_ = 0;
     }
     if (in_.size() - in_end_ < (16u << 10)) in_.resize(in_.size() * 2);
-    ERR_clear_error();
-    errno = 0;
-    const int r = SSL_read(ssl_, in_.data() + in_end_, static_cast<int>(in_.size() - in_end_));
-    if (r > 0) {
+    into = in_.data() + in_end_;
+    room = in_.size() - in_end_;
+  }
+  ERR_clear_error();
+  errno = 0;
+  const int r = SSL_read(ssl_, into, static_cast<int>(std::min<size_t>(room, 1u << 30)));
+  if (r > 0) {
+    if (sink_left_ != 0) {
+      sink_ += r;
+      sink_left_ -= static_cast<size_t>(r);
+    } else {
       in_end_ += static_cast<size_t>(r);
-      // Enough for now: the caller parses before more arrives (bounds the buffer).
-      if (in_end_ - in_start_ >= (4u << 20)) return true;
-      continue;
     }
-    const int e = SSL_get_error(ssl_, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
-    return Fail("read", e);
+    return 1;
+  }
+  const int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+  Fail("read", e);
+  return -1;
+}
+
+bool TlsPipe::Fill() {
+  while (true) {
+    const int r = ReadSome();
+    if (r < 0) return false;
+    // Enough for now: the caller parses before more arrives (bounds the buffer).
+    if (r == 0 || in_end_ - in_start_ >= (4u << 20)) return true;
   }
 }
 
@@ -335,6 +364,10 @@ class DataServer::Conn {
   }
   // Parse handles the complete frames in the input; false on a protocol error (error_ set).
   bool Parse();
+  // ReadAndParse reads what the socket has and handles it; false when reading must stop.
+  bool ReadAndParse();
+  // Submit runs a prepared request on the device (or answers ENOTCONN if it went away).
+  void Submit(Op* op);
   void Answer(const DataHeader& request, int error) {
     DataHeader a;
     a.kind = DataKind::kResponse;
@@ -365,6 +398,7 @@ class DataServer::Conn {
   bool bound_ = false;
   std::string error_;  // why reading stopped
   uint32_t inside_ = 0;
+  Op* receiving_ = nullptr;  // a write whose data is arriving through the pipe's sink
   std::vector<std::unique_ptr<Op>> all_ops_;
   std::vector<Op*> free_ops_;
   std::atomic<uint64_t>* served_ = nullptr;
@@ -374,8 +408,50 @@ class DataServer::Conn {
   bool stop_ = false;      // guarded by mu_
 };
 
+void DataServer::Conn::Submit(Op* op) {
+  IoStreamHost* host = server_->options_.host;
+  backend::BlockDevice* device = host->LocalDevice(pool_, backend_);
+  if (device == nullptr) {  // the backend went away: a path error, the caller goes elsewhere
+    DataHeader h;
+    h.op = op->proto_op;
+    h.id = op->id;
+    Answer(h, ENOTCONN);
+    free_ops_.push_back(op);
+    return;
+  }
+  ++inside_;
+  host->IoStarted();
+  device->Submit(&op->io);
+}
+
+bool DataServer::Conn::ReadAndParse() {
+  // A bounded number of reads, so answers are sent in between.
+  for (int i = 0; i < 256; ++i) {
+    if (inside_ >= server_->options_.max_in_flight || pipe_->OutBytes() >= kMaxOutBuffered) break;
+    const int r = pipe_->ReadSome();
+    if (r < 0) {
+      // Requests that were not whole when the connection ended are not run: the client has
+      // failed them and may have sent them elsewhere.
+      error_ = pipe_->error();
+      return false;
+    }
+    if (r == 0) break;
+    if (receiving_ != nullptr && !pipe_->SinkActive()) {
+      Op* op = receiving_;
+      receiving_ = nullptr;
+      Submit(op);
+    }
+    if (!Parse()) {
+      pipe_->Flush();  // best effort: a refused hello's answer says why
+      return false;
+    }
+  }
+  return true;
+}
+
 bool DataServer::Conn::Parse() {
   IoStreamHost* host = server_->options_.host;
+  if (pipe_->SinkActive()) return true;  // a payload is still arriving
   while (pipe_->in_size() >= kDataHeaderBytes && inside_ < server_->options_.max_in_flight &&
          pipe_->OutBytes() < kMaxOutBuffered) {
     DataHeader h;
@@ -401,7 +477,9 @@ bool DataServer::Conn::Parse() {
       return false;
     }
     const size_t frame = kDataHeaderBytes + h.data_bytes;
-    if (pipe_->in_size() < frame) return true;  // the rest has not arrived yet
+    const bool whole = pipe_->in_size() >= frame;
+    // Only a large write is taken in before its data arrived (into its op's buffer, below).
+    if (!whole && (h.kind != DataKind::kRequest || h.data_bytes < kDirectPayload)) return true;
     const uint8_t* data = pipe_->in_data() + kDataHeaderBytes;
     if (h.kind == DataKind::kHello) {
       const std::string text(reinterpret_cast<const char*>(data), h.data_bytes);
@@ -438,18 +516,19 @@ bool DataServer::Conn::Parse() {
     }
     // A request.
     backend::BlockDevice* device = host->LocalDevice(pool_, backend_);
-    std::string invalid;
-    if (device == nullptr) {
-      Answer(h, ENOTCONN);  // the backend went away: a path error, the caller goes elsewhere
-      pipe_->Consume(frame);
-      continue;
-    }
     const auto proto_op = static_cast<vios::peer::v1::IoOp>(h.op);
-    invalid = ValidateIoFields(proto_op, h.offset, h.length, h.data_bytes, *device,
-                               host->MaxIoBytes());
-    if (!invalid.empty()) {
-      host->IoRefused(identity_, invalid);
-      Answer(h, EINVAL);
+    const std::string invalid =
+        device == nullptr ? ""
+                          : ValidateIoFields(proto_op, h.offset, h.length, h.data_bytes, *device,
+                                             host->MaxIoBytes());
+    if (device == nullptr || !invalid.empty()) {
+      if (!whole) return true;  // answered once all of it is in (bounded: max_io_bytes)
+      if (device == nullptr) {
+        Answer(h, ENOTCONN);  // the backend went away: a path error, the caller goes elsewhere
+      } else {
+        host->IoRefused(identity_, invalid);
+        Answer(h, EINVAL);
+      }
       pipe_->Consume(frame);
       continue;
     }
@@ -465,14 +544,22 @@ bool DataServer::Conn::Parse() {
       op->io.read_buffer = std::span<uint8_t>(op->buffer.get(), h.length);
     } else if (op->io.op == backend::IoOp::kWrite) {
       op->Reserve(h.data_bytes);
-      std::memcpy(op->buffer.get(), data, h.data_bytes);
       op->io.write_buffer = std::span<const uint8_t>(op->buffer.get(), h.data_bytes);
+      if (!whole) {
+        // The rest of the data goes straight into the op's buffer; submitted once it is in.
+        const size_t have = pipe_->in_size() - kDataHeaderBytes;
+        std::memcpy(op->buffer.get(), data, have);
+        pipe_->Consume(pipe_->in_size());
+        pipe_->SetSink(op->buffer.get() + have, h.data_bytes - have);
+        op->io.completion = op;
+        receiving_ = op;
+        return true;
+      }
+      std::memcpy(op->buffer.get(), data, h.data_bytes);
     }
     op->io.completion = op;
     pipe_->Consume(frame);
-    ++inside_;
-    host->IoStarted();
-    device->Submit(&op->io);
+    Submit(op);
   }
   return true;
 }
@@ -532,7 +619,7 @@ void DataServer::Conn::Run() {
       reading = false;
       error_ = "server stopping";
     }
-    if (reading && !Parse()) {
+    if (reading && !Parse()) {  // frames left in the input while at the in-flight limit
       reading = false;
       pipe_->Flush();  // best effort: a refused hello's answer says why
     }
@@ -568,13 +655,12 @@ void DataServer::Conn::Run() {
     }
     if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) ||
         ((events & POLLIN) && pipe_->HasPending())) {
-      if (!pipe_->Fill()) {
-        // Requests that were not whole when the connection ended are not run: the client
-        // has failed them and may have sent them elsewhere.
-        reading = false;
-        error_ = pipe_->error();
-      }
+      if (!ReadAndParse()) reading = false;
     }
+  }
+  if (receiving_ != nullptr) {  // its data never completed: not run
+    free_ops_.push_back(receiving_);
+    receiving_ = nullptr;
   }
   VIOS_LOG(kInfo, "peer data connection closed")
       .Field("identity", identity_)
@@ -843,6 +929,71 @@ void DataClient::FailAll(std::vector<std::pair<backend::IoRequest*, int>>* done,
   in_slots_ = 0;
 }
 
+void DataClient::Finish(uint32_t index, int result,
+                        std::vector<std::pair<backend::IoRequest*, int>>* done) {
+  Slot& slot = slots_[index];
+  done->emplace_back(slot.request, result);
+  slot.request = nullptr;
+  ++slot.generation;
+  free_slots_.push_back(index);
+  --in_slots_;
+}
+
+void DataClient::ParseAnswers(std::vector<std::pair<backend::IoRequest*, int>>* done,
+                              std::string* why) {
+  if (pipe_->SinkActive()) return;  // a read's data is still arriving
+  while (pipe_->in_size() >= kDataHeaderBytes) {
+    DataHeader h;
+    std::string bad = DecodeDataHeader(pipe_->in_data(), &h);
+    if (bad.empty() && h.kind != DataKind::kResponse && h.kind != DataKind::kPong) {
+      bad = "unexpected frame kind " + std::to_string(static_cast<int>(h.kind));
+    }
+    const uint32_t index = static_cast<uint32_t>(h.id & 0xffffffffu);
+    Slot* slot = nullptr;
+    if (bad.empty() && h.kind == DataKind::kResponse) {
+      if (index < slots_.size() && slots_[index].request != nullptr &&
+          slots_[index].generation == static_cast<uint32_t>(h.id >> 32)) {
+        slot = &slots_[index];
+      } else {
+        bad = "an answer to no request in flight";
+      }
+    }
+    if (bad.empty() && h.data_bytes != 0) {
+      const bool read_ok = slot != nullptr && slot->request->op == backend::IoOp::kRead &&
+                           h.error == 0 && h.data_bytes == slot->request->read_buffer.size();
+      if (!read_ok) bad = "an answer with unexpected data";
+    }
+    if (bad.empty() && slot != nullptr && slot->request->op == backend::IoOp::kRead &&
+        h.error == 0 && h.data_bytes != slot->request->read_buffer.size()) {
+      bad = "a read answer of the wrong size";
+    }
+    if (!bad.empty()) {
+      *why = "protocol error: " + bad;
+      return;
+    }
+    const uint8_t* data = pipe_->in_data() + kDataHeaderBytes;
+    if (pipe_->in_size() < kDataHeaderBytes + h.data_bytes) {
+      if (h.data_bytes < kDirectPayload) return;  // the rest has not arrived yet
+      // A large read: the rest goes straight into the caller's buffer.
+      const size_t have = pipe_->in_size() - kDataHeaderBytes;
+      std::memcpy(slot->request->read_buffer.data(), data, have);
+      pipe_->Consume(pipe_->in_size());
+      pipe_->SetSink(slot->request->read_buffer.data() + have, h.data_bytes - have);
+      receiving_ = index;
+      return;
+    }
+    if (h.kind == DataKind::kPong) {
+      pongs_seen_.store(h.id);
+    } else {
+      if (h.data_bytes != 0) std::memcpy(slot->request->read_buffer.data(), data, h.data_bytes);
+      int error = h.error;
+      if (error < 0 || error > 4095) error = EIO;  // not an errno: still a failure
+      Finish(index, -error, done);
+    }
+    pipe_->Consume(kDataHeaderBytes + h.data_bytes);
+  }
+}
+
 void DataClient::Loop() {
   const auto scan = std::max(std::chrono::milliseconds(5),
                              std::min(std::chrono::milliseconds(50), options_.io_deadline / 10));
@@ -914,55 +1065,20 @@ void DataClient::Loop() {
     }
     bool ended = false;
     if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pipe_->HasPending()) {
-      ended = !pipe_->Fill();
-    }
-    // Answers: complete every whole frame received, even when the connection has just ended.
-    while (pipe_->in_size() >= kDataHeaderBytes) {
-      DataHeader h;
-      std::string bad = DecodeDataHeader(pipe_->in_data(), &h);
-      if (bad.empty() && h.kind != DataKind::kResponse && h.kind != DataKind::kPong) {
-        bad = "unexpected frame kind " + std::to_string(static_cast<int>(h.kind));
-      }
-      const uint32_t index = static_cast<uint32_t>(h.id & 0xffffffffu);
-      Slot* slot = nullptr;
-      if (bad.empty() && h.kind == DataKind::kResponse) {
-        if (index < slots_.size() && slots_[index].request != nullptr &&
-            slots_[index].generation == static_cast<uint32_t>(h.id >> 32)) {
-          slot = &slots_[index];
-        } else {
-          bad = "an answer to no request in flight";
+      // Answers: complete every whole frame received, even when the connection has just ended.
+      for (int i = 0; i < 256 && why.empty(); ++i) {
+        const int r = pipe_->ReadSome();
+        if (r < 0) {
+          ended = true;
+          break;
         }
-      }
-      if (bad.empty() && h.data_bytes != 0) {
-        const bool read_ok = slot != nullptr && slot->request->op == backend::IoOp::kRead &&
-                             h.error == 0 && h.data_bytes == slot->request->read_buffer.size();
-        if (!read_ok) bad = "an answer with unexpected data";
-      }
-      if (bad.empty() && slot != nullptr && slot->request->op == backend::IoOp::kRead &&
-          h.error == 0 && h.data_bytes != slot->request->read_buffer.size()) {
-        bad = "a read answer of the wrong size";
-      }
-      if (!bad.empty()) {
-        why = "protocol error: " + bad;
-        break;
-      }
-      if (pipe_->in_size() < kDataHeaderBytes + h.data_bytes) break;
-      if (h.kind == DataKind::kPong) {
-        pongs_seen_.store(h.id);
-      } else {
-        backend::IoRequest* r = slot->request;
-        if (h.data_bytes != 0) {
-          std::memcpy(r->read_buffer.data(), pipe_->in_data() + kDataHeaderBytes, h.data_bytes);
+        if (r == 0) break;
+        if (receiving_ != kNoSlot && !pipe_->SinkActive()) {
+          Finish(receiving_, 0, &done);  // its data is in: read straight into its buffer
+          receiving_ = kNoSlot;
         }
-        int error = h.error;
-        if (error < 0 || error > 4095) error = EIO;  // not an errno: still a failure
-        done.emplace_back(r, -error);
-        slot->request = nullptr;
-        ++slot->generation;
-        free_slots_.push_back(index);
-        --in_slots_;
+        ParseAnswers(&done, &why);
       }
-      pipe_->Consume(kDataHeaderBytes + h.data_bytes);
     }
     if (why.empty() && ended) why = pipe_->error();
     const auto now = Clock::now();
@@ -972,12 +1088,9 @@ void DataClient::Loop() {
         Slot& slot = slots_[i];
         if (slot.request == nullptr || slot.deadline > now) continue;
         // Not answered in time: this request fails now; a peer that stops answering one
-        // request is not trusted with the next, so the connection ends too.
-        done.emplace_back(slot.request, -ETIMEDOUT);
-        slot.request = nullptr;
-        ++slot.generation;
-        free_slots_.push_back(i);
-        --in_slots_;
+        // request is not trusted with the next, so the connection ends too (and nothing more
+        // is read, into this request's buffer or any other).
+        Finish(i, -ETIMEDOUT, &done);
         why = "peer I/O deadline exceeded";
       }
     }

@@ -114,6 +114,17 @@ class TlsPipe {
   size_t OutBytes() const { return out_.size() - out_sent_; }
   // Fill reads what the socket has; false when the connection ended or failed (error()).
   bool Fill();
+  // ReadSome makes one read (at most one TLS record): 1 when it got bytes, 0 when nothing is
+  // there yet, -1 when the connection ended or failed (error()). With a sink set, the bytes go
+  // there; once the sink is full nothing more is read until the caller has seen it.
+  int ReadSome();
+  // SetSink: the next n bytes of the stream go straight to dst (a large payload lands where it
+  // belongs instead of being copied out of the input buffer).
+  void SetSink(uint8_t* dst, size_t n) {
+    sink_ = dst;
+    sink_left_ = n;
+  }
+  bool SinkActive() const { return sink_left_ != 0; }
   // HasPending: TLS data already read from the socket but not yet returned by Fill (poll would
   // not report it).
   bool HasPending() const { return SSL_has_pending(ssl_) == 1; }
@@ -132,6 +143,8 @@ class TlsPipe {
   std::vector<uint8_t> in_;
   size_t in_start_ = 0;
   size_t in_end_ = 0;
+  uint8_t* sink_ = nullptr;
+  size_t sink_left_ = 0;
   std::string error_;
 };
 
@@ -233,6 +246,12 @@ class DataClient {
   void Loop();
   void Wake();
   void FailAll(std::vector<std::pair<backend::IoRequest*, int>>* done, int result);
+  // Finish completes slot index's request with result (appended to done) and frees the slot.
+  void Finish(uint32_t index, int result, std::vector<std::pair<backend::IoRequest*, int>>* done);
+  // ParseAnswers handles the answers in the input (sets *why on a protocol error).
+  void ParseAnswers(std::vector<std::pair<backend::IoRequest*, int>>* done, std::string* why);
+
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
 
   const DataClientOptions options_;
   const Done done_;
@@ -254,6 +273,7 @@ class DataClient {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   size_t in_slots_ = 0;
+  uint32_t receiving_ = kNoSlot;  // the read whose data is arriving through the pipe's sink
   std::thread thread_;
 };
 
