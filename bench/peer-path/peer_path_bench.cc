@@ -2,10 +2,10 @@
 // the local path (issue #7 target: ratio >= 0.7 at 128 KiB sequential and 4 KiB random).
 //
 // Two agents in one process over loopback: agent B serves peer I/O (PeerServer: the data channel
-// and gRPC, mutual TLS, certificates made with openssl) on its FileBackend; agent A has a Router over its own
-// FileBackend on the same file (a shared LUN) and a PeerPath to B. "local" runs through A's
-// Router with the local path Healthy; "peer" forces A's local path Lost so every request
-// crosses the peer channel. Closed loop, fixed queue depth, fixed duration per workload.
+// and gRPC, mutual TLS, certificates made with openssl) on its FileBackend; agent A has a Router
+// over its own FileBackend on the same file (a shared LUN) and a PeerPath to B. "local" runs
+// through A's Router with the local path Healthy; "peer" forces A's local path Lost so every
+// request crosses the peer channel. Closed loop, fixed queue depth, fixed duration per workload.
 //
 // --san puts a private tgtd (our stand-in SAN) in front of the file: both agents then reach it
 // through their own IscsiBackend session (libiscsi), as in the e2e, and "local" is A's iSCSI
@@ -200,10 +200,14 @@ int main(int argc, char** argv) {
     }
   }
   auto transport_named = [](const std::string& name, router::PeerTransport* out) {
-    if (name == "data") *out = router::PeerTransport::kData;
-    else if (name == "stream") *out = router::PeerTransport::kStream;
-    else if (name == "unary") *out = router::PeerTransport::kUnary;
-    else return false;
+    if (name == "data")
+      *out = router::PeerTransport::kData;
+    else if (name == "stream")
+      *out = router::PeerTransport::kStream;
+    else if (name == "unary")
+      *out = router::PeerTransport::kUnary;
+    else
+      return false;
     return true;
   };
   router::PeerTransport single;

@@ -492,8 +492,8 @@ void Agent::EnsurePeerServer() {
   options.listen_address = m.peer_listen;
   // The data channel listens on the same host, on peerDataPort or a port of the system's choosing;
   // Health reports it to peers (node-agent/peer/peer_data.h).
-  options.data_listen_address = m.peer_listen.substr(0, m.peer_listen.rfind(':')) + ":" +
-                                std::to_string(m.peer_data_port);
+  options.data_listen_address =
+      m.peer_listen.substr(0, m.peer_listen.rfind(':')) + ":" + std::to_string(m.peer_data_port);
   options.member = config_.node_name;
   options.version = VIOS_VERSION;
   options.tls = peer::PeerTls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};

@@ -102,9 +102,9 @@ bool Handshake(SSL* ssl, int fd, bool server, Clock::time_point deadline, std::s
     } else {
       const long verify = SSL_get_verify_result(ssl);
       *error = "TLS handshake failed: " +
-               (verify != X509_V_OK ? std::string("certificate: ") +
-                                          X509_verify_cert_error_string(verify)
-                                    : SslErrors());
+               (verify != X509_V_OK
+                    ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
+                    : SslErrors());
       if (error->size() == std::strlen("TLS handshake failed: ")) *error += "connection closed";
       return false;
     }
@@ -157,7 +157,8 @@ std::string DecodeDataHeader(const uint8_t* in, DataHeader* h) {
     return buf;
   }
   const uint8_t kind = in[4];
-  if (kind < static_cast<uint8_t>(DataKind::kHello) || kind > static_cast<uint8_t>(DataKind::kPong)) {
+  if (kind < static_cast<uint8_t>(DataKind::kHello) ||
+      kind > static_cast<uint8_t>(DataKind::kPong)) {
     return "unknown frame kind " + std::to_string(kind);
   }
   if (in[6] != 0 || in[7] != 0) return "reserved frame bytes are not zero";
@@ -223,12 +224,37 @@ TlsPipe::~TlsPipe() {
   ::close(fd_);
 }
 
+void TlsPipe::AddStaged(const uint8_t* bytes, size_t n) {
+  const size_t at = out_.size();
+  // insert, not resize + memcpy: no zero-filling pass over the payload first.
+  out_.insert(out_.end(), bytes, bytes + n);
+  if (!pieces_.empty() && pieces_.back().data == nullptr &&
+      pieces_.back().begin + pieces_.back().size == at) {
+    pieces_.back().size += n;  // extends the last copied run (small frames share TLS records)
+  } else {
+    pieces_.push_back(Piece{nullptr, at, n});
+  }
+  appended_ += n;
+}
+
 void TlsPipe::Append(const DataHeader& header, const uint8_t* data, size_t size) {
   uint8_t head[kDataHeaderBytes];
   EncodeDataHeader(header, head);
-  // insert, not resize + memcpy: no zero-filling pass over the payload first.
-  out_.insert(out_.end(), head, head + kDataHeaderBytes);
-  if (size != 0) out_.insert(out_.end(), data, data + size);
+  AddStaged(head, kDataHeaderBytes);
+  if (size != 0) AddStaged(data, size);
+}
+
+uint64_t TlsPipe::AppendRef(const DataHeader& header, const uint8_t* data, size_t size) {
+  if (size < kDirectPayload) {  // small: copying is cheaper than a TLS record of its own
+    Append(header, data, size);
+    return appended_;
+  }
+  uint8_t head[kDataHeaderBytes];
+  EncodeDataHeader(header, head);
+  AddStaged(head, kDataHeaderBytes);
+  pieces_.push_back(Piece{data, 0, size});
+  appended_ += size;
+  return appended_;
 }
 
 bool TlsPipe::Fail(const std::string& what, int ssl_error) {
@@ -246,13 +272,22 @@ bool TlsPipe::Fail(const std::string& what, int ssl_error) {
 }
 
 bool TlsPipe::Flush() {
-  while (out_sent_ < out_.size()) {
-    const size_t chunk = std::min<size_t>(out_.size() - out_sent_, 1u << 30);
+  while (!pieces_.empty()) {
+    const Piece& piece = pieces_.front();
+    const uint8_t* base = piece.data != nullptr ? piece.data : out_.data() + piece.begin;
+    const size_t chunk = std::min<size_t>(piece.size - front_sent_, 1u << 30);
     ERR_clear_error();
     errno = 0;
-    const int r = SSL_write(ssl_, out_.data() + out_sent_, static_cast<int>(chunk));
+    // A retry after WANT_WRITE passes the same bytes (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: out_
+    // may have moved since, and the last copied run may have grown).
+    const int r = SSL_write(ssl_, base + front_sent_, static_cast<int>(chunk));
     if (r > 0) {
-      out_sent_ += static_cast<size_t>(r);
+      front_sent_ += static_cast<size_t>(r);
+      flushed_ += static_cast<uint64_t>(r);
+      if (front_sent_ == piece.size) {
+        pieces_.pop_front();
+        front_sent_ = 0;
+      }
       continue;
     }
     const int e = SSL_get_error(ssl_, r);
@@ -260,7 +295,6 @@ bool TlsPipe::Flush() {
     return Fail("write", e);
   }
   out_.clear();
-  out_sent_ = 0;
   return true;
 }
 
@@ -399,6 +433,9 @@ class DataServer::Conn {
   std::string error_;  // why reading stopped
   uint32_t inside_ = 0;
   Op* receiving_ = nullptr;  // a write whose data is arriving through the pipe's sink
+  // Answered reads whose data the pipe sends from their buffer, with the pipe's Appended()
+  // position at their end (loop thread only).
+  std::deque<std::pair<uint64_t, Op*>> sending_;
   std::vector<std::unique_ptr<Op>> all_ops_;
   std::vector<Op*> free_ops_;
   std::atomic<uint64_t>* served_ = nullptr;
@@ -497,9 +534,9 @@ bool DataServer::Conn::Parse() {
       pipe_->Append(ack, nullptr, 0);
       pipe_->Consume(frame);
       if (ack.error != 0) {
-        error_ = "hello refused: " + (nl == std::string::npos
-                                          ? std::string("no \"pool\\nbackend\"")
-                                          : "no backend " + pool_ + "/" + backend_);
+        error_ =
+            "hello refused: " + (nl == std::string::npos ? std::string("no \"pool\\nbackend\"")
+                                                         : "no backend " + pool_ + "/" + backend_);
         host->IoRefused(identity_, error_);
         return false;
       }
@@ -517,10 +554,10 @@ bool DataServer::Conn::Parse() {
     // A request.
     backend::BlockDevice* device = host->LocalDevice(pool_, backend_);
     const auto proto_op = static_cast<vios::peer::v1::IoOp>(h.op);
-    const std::string invalid =
-        device == nullptr ? ""
-                          : ValidateIoFields(proto_op, h.offset, h.length, h.data_bytes, *device,
-                                             host->MaxIoBytes());
+    const std::string invalid = device == nullptr
+                                    ? ""
+                                    : ValidateIoFields(proto_op, h.offset, h.length, h.data_bytes,
+                                                       *device, host->MaxIoBytes());
     if (device == nullptr || !invalid.empty()) {
       if (!whole) return true;  // answered once all of it is in (bounded: max_io_bytes)
       if (device == nullptr) {
@@ -608,8 +645,13 @@ void DataServer::Conn::Run() {
       a.error = result < 0 ? -result : 0;
       const bool data = result == 0 && op->io.op == backend::IoOp::kRead;
       a.data_bytes = data ? static_cast<uint32_t>(op->io.read_buffer.size()) : 0;
-      if (reading) pipe_->Append(a, op->buffer.get(), a.data_bytes);
-      free_ops_.push_back(op);
+      if (reading && a.data_bytes != 0) {
+        // Sent from the op's buffer: the op is reused only once that much has been flushed.
+        sending_.emplace_back(pipe_->AppendRef(a, op->buffer.get(), a.data_bytes), op);
+      } else {
+        if (reading) pipe_->Append(a, nullptr, 0);
+        free_ops_.push_back(op);
+      }
       --inside_;
       served_->fetch_add(1, std::memory_order_relaxed);
       host->IoFinished();
@@ -630,6 +672,10 @@ void DataServer::Conn::Run() {
     if (reading && !pipe_->Flush()) {
       reading = false;
       error_ = pipe_->error();
+    }
+    while (!sending_.empty() && sending_.front().first <= pipe_->Flushed()) {
+      free_ops_.push_back(sending_.front().second);
+      sending_.pop_front();
     }
     if (!reading) {
       if (inside_ == 0) break;
@@ -696,8 +742,8 @@ void DataServer::Start() {
     const std::string why = std::strerror(errno);
     if (fd >= 0) ::close(fd);
     ::freeaddrinfo(found);
-    throw PeerError(14, "peer data channel: cannot listen on " + options_.listen_address + ": " +
-                            why);
+    throw PeerError(14,
+                    "peer data channel: cannot listen on " + options_.listen_address + ": " + why);
   }
   ::freeaddrinfo(found);
   sockaddr_storage bound{};
@@ -847,8 +893,8 @@ std::unique_ptr<DataClient> DataClient::Connect(const DataClientOptions& options
         return nullptr;
       }
       if (ack.error != 0) {
-        *error = "peer data channel " + where + ": the peer refused backend " + options.pool +
-                 "/" + options.backend + ": " + std::strerror(ack.error);
+        *error = "peer data channel " + where + ": the peer refused backend " + options.pool + "/" +
+                 options.backend + ": " + std::strerror(ack.error);
         return nullptr;
       }
       pipe->Consume(kDataHeaderBytes);
@@ -892,7 +938,9 @@ void DataClient::Submit(backend::IoRequest* request) {
     done_(request, -ECONNRESET);
     return;
   }
-  Wake();
+  // From a completion on the loop thread itself (a caller resubmitting from its callback) no
+  // wake-up is needed: the loop takes new requests before it next waits.
+  if (std::this_thread::get_id() != thread_.get_id()) Wake();
 }
 
 bool DataClient::Ping() {
@@ -1017,14 +1065,7 @@ void DataClient::Loop() {
     }
     const auto deadline = Clock::now() + options_.io_deadline;
     for (backend::IoRequest* r : batch) {
-      uint32_t index;
-      if (free_slots_.empty()) {
-        index = static_cast<uint32_t>(slots_.size());
-        slots_.emplace_back();
-      } else {
-        index = free_slots_.back();
-        free_slots_.pop_back();
-      }
+      const uint32_t index = TakeSlot(&slots_, &free_slots_);
       Slot& slot = slots_[index];
       slot.request = r;
       slot.deadline = deadline;
@@ -1037,7 +1078,9 @@ void DataClient::Loop() {
       h.length = r->ByteLength();
       if (r->op == backend::IoOp::kWrite) {
         h.data_bytes = static_cast<uint32_t>(r->write_buffer.size());
-        pipe_->Append(h, r->write_buffer.data(), r->write_buffer.size());
+        // Sent from the caller's buffer: it stays valid until the request completes, which is
+        // after the peer has all of it (or after this connection ended: nothing more is sent).
+        pipe_->AppendRef(h, r->write_buffer.data(), r->write_buffer.size());
       } else {
         pipe_->Append(h, nullptr, 0);
       }
@@ -1056,8 +1099,9 @@ void DataClient::Loop() {
     short events = POLLIN;
     if (pipe_->WantsWrite()) events |= POLLOUT;
     pollfd p[2] = {{pipe_->fd(), events, 0}, {wake_fd_, POLLIN, 0}};
-    const int timeout =
-        pipe_->HasPending() ? 0 : in_slots_ > 0 ? static_cast<int>(scan.count()) : -1;
+    const int timeout = pipe_->HasPending() ? 0
+                        : in_slots_ > 0     ? static_cast<int>(scan.count())
+                                            : -1;
     ::poll(p, 2, timeout);
     if (p[1].revents & POLLIN) {
       DrainFd(wake_fd_);  // first: a wake-up after it is seen (its flag store comes later)

@@ -4,10 +4,10 @@
 // Why a second connection: gRPC over TLS costs about five memory copies per payload byte on each
 // end (protobuf serialization and parsing, the TLS layer's buffer pairs, HTTP/2 framing) and a few
 // thread hand-offs per message. Measured in bench/peer-path, that CPU, not the network, capped
-// I/O through a peer at under half of the local path. Here a payload byte is copied once on each
-// end plus the TLS record encryption; each connection is one thread that reads and writes
-// (OpenSSL forbids using one SSL object from two threads at once) and batches whatever is ready
-// into as few TLS records and system calls as it can.
+// I/O through a peer at under half of the local path. Here a large payload is encrypted from the
+// buffer it is in and decrypted into the buffer it belongs in (AppendRef, SetSink), small frames
+// are copied once and share TLS records; each connection is one thread that reads and writes
+// (OpenSSL forbids using one SSL object from two threads at once).
 //
 // Control (Health, cluster messages, reservations) stays on gRPC; the data channel is found
 // through Health (HealthResponse.data_port) and is optional: a peer path without one (an older
@@ -41,6 +41,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -105,13 +106,18 @@ class TlsPipe {
 
   int fd() const { return fd_; }
   SSL* ssl() const { return ssl_; }
-  // Append a frame: header, then data (may be empty).
+  // Append a frame: header, then data (may be empty), copied.
   void Append(const DataHeader& header, const uint8_t* data, size_t size);
+  // AppendRef: the same, but a large data buffer is sent from where it is, not copied: it must
+  // stay valid until Flushed() reaches the Appended() value returned here.
+  uint64_t AppendRef(const DataHeader& header, const uint8_t* data, size_t size);
+  uint64_t Appended() const { return appended_; }
+  uint64_t Flushed() const { return flushed_; }
   // Flush writes the output buffer as far as the socket takes it; false when the connection
   // failed (error()).
   bool Flush();
-  bool WantsWrite() const { return out_sent_ < out_.size(); }
-  size_t OutBytes() const { return out_.size() - out_sent_; }
+  bool WantsWrite() const { return appended_ != flushed_; }
+  size_t OutBytes() const { return static_cast<size_t>(appended_ - flushed_); }
   // Fill reads what the socket has; false when the connection ended or failed (error()).
   bool Fill();
   // ReadSome makes one read (at most one TLS record): 1 when it got bytes, 0 when nothing is
@@ -138,8 +144,19 @@ class TlsPipe {
 
   int fd_;
   SSL* ssl_;
-  std::vector<uint8_t> out_;
-  size_t out_sent_ = 0;
+  // Piece: a run of output, either bytes of out_ (data null) or a caller's buffer.
+  struct Piece {
+    const uint8_t* data;
+    size_t begin;  // in out_, when data is null
+    size_t size;
+  };
+  void AddStaged(const uint8_t* bytes, size_t n);
+
+  std::vector<uint8_t> out_;  // copied output, referred to by pieces
+  std::deque<Piece> pieces_;  // what to send, in order; the front is partly sent
+  size_t front_sent_ = 0;     // bytes of pieces_.front() written to the TLS layer
+  uint64_t appended_ = 0;     // bytes ever appended
+  uint64_t flushed_ = 0;      // bytes ever written to the TLS layer
   std::vector<uint8_t> in_;
   size_t in_start_ = 0;
   size_t in_end_ = 0;

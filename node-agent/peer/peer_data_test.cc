@@ -143,14 +143,7 @@ struct Waiter {
 
 class DataChannelTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    pki_ = new Pki();
-    pki_->MakeCa("cluster-ca");
-    pki_->MakeCa("other-ca");
-    pki_->MakeLeaf("node-a", "cluster-ca");
-    pki_->MakeLeaf("node-b", "cluster-ca");
-    pki_->MakeLeaf("rogue", "other-ca");
-  }
+  static void SetUpTestSuite() { pki_ = Pki::WithRogue(); }
   static void TearDownTestSuite() {
     delete pki_;
     pki_ = nullptr;
@@ -185,8 +178,8 @@ class DataChannelTest : public ::testing::Test {
   std::unique_ptr<TlsPipe> RawPipe() {
     std::string error;
     auto pipe = ConnectTls("127.0.0.1", static_cast<uint16_t>(server_->port()), "node-a",
-                           pki_->Tls("node-b", "cluster-ca"),
-                           std::chrono::steady_clock::now() + 3s, &error);
+                           pki_->Tls("node-b", "cluster-ca"), std::chrono::steady_clock::now() + 3s,
+                           &error);
     EXPECT_TRUE(pipe) << error;
     return pipe;
   }
@@ -224,8 +217,13 @@ class DataChannelTest : public ::testing::Test {
 Pki* DataChannelTest::pki_ = nullptr;
 
 TEST(DataHeaderTest, RoundTripsAndRejectsGarbage) {
-  DataHeader h{.kind = DataKind::kResponse, .op = 2, .error = 5, .data_bytes = 4096,
-               .id = 0x1122334455667788ull, .offset = 1ull << 40, .length = 4096};
+  DataHeader h{.kind = DataKind::kResponse,
+               .op = 2,
+               .error = 5,
+               .data_bytes = 4096,
+               .id = 0x1122334455667788ull,
+               .offset = 1ull << 40,
+               .length = 4096};
   uint8_t wire[kDataHeaderBytes];
   EncodeDataHeader(h, wire);
   EXPECT_EQ(std::memcmp(wire, "VDC1", 4), 0);
@@ -369,7 +367,9 @@ TEST_F(DataChannelTest, MalformedFramesCloseOnlyTheirConnection) {
       {"oversized hello", false, DataHeader{.kind = DataKind::kHello, .data_bytes = 1 << 20},
        "at most 1024"},
       {"oversized write", true,
-       DataHeader{.kind = DataKind::kRequest, .op = 2, .data_bytes = (1u << 20) + 4096,
+       DataHeader{.kind = DataKind::kRequest,
+                  .op = 2,
+                  .data_bytes = (1u << 20) + 4096,
                   .length = (1u << 20) + 4096},
        "at most 1048576"},
       {"data on a read", true,

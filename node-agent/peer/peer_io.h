@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <grpcpp/support/status.h>
 
@@ -36,6 +37,19 @@ std::string ValidateIoFields(vios::peer::v1::IoOp op, uint64_t offset, uint64_t 
 // ToBackendOp / ToProtoOp convert operations; ToBackendOp returns false for UNSPECIFIED/unknown.
 bool ToBackendOp(vios::peer::v1::IoOp op, backend::IoOp* out);
 vios::peer::v1::IoOp ToProtoOp(backend::IoOp op);
+
+// TakeSlot returns the index of a free slot of a request table (peer paths' in-flight requests):
+// one from the free list, else a new one appended.
+template <typename Slot>
+uint32_t TakeSlot(std::vector<Slot>* slots, std::vector<uint32_t>* free) {
+  if (free->empty()) {
+    slots->emplace_back();
+    return static_cast<uint32_t>(slots->size() - 1);
+  }
+  const uint32_t index = free->back();
+  free->pop_back();
+  return index;
+}
 
 // ErrnoForStatus maps a failed ExecuteIo call to a negative errno. Transport failures
 // (UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED, NOT_FOUND: the peer does not serve that backend)

@@ -322,8 +322,10 @@ void PeerServer::Start() {
     throw PeerError(14, "peer server: cannot listen on " + options_.listen_address);
   }
   if (!options_.data_listen_address.empty() && options_.local_devices) {
-    data_ = std::make_unique<DataServer>(DataServerOptions{
-        .listen_address = options_.data_listen_address, .tls = options_.tls, .host = service_.get()});
+    data_ = std::make_unique<DataServer>(
+        DataServerOptions{.listen_address = options_.data_listen_address,
+                          .tls = options_.tls,
+                          .host = service_.get()});
     try {
       data_->Start();
     } catch (const PeerError& e) {

@@ -30,14 +30,7 @@ using testing::Pki;  // peer_test_pki.h, shared with router/peer_path_test
 
 class PeerChannelTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    pki_ = new Pki();
-    pki_->MakeCa("cluster-ca");
-    pki_->MakeCa("other-ca");
-    pki_->MakeLeaf("node-a", "cluster-ca");
-    pki_->MakeLeaf("node-b", "cluster-ca");
-    pki_->MakeLeaf("rogue", "other-ca");
-  }
+  static void SetUpTestSuite() { pki_ = Pki::WithRogue(); }
   static void TearDownTestSuite() {
     delete pki_;
     pki_ = nullptr;

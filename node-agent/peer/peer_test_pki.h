@@ -58,6 +58,17 @@ class Pki {
             .key_file = (dir_ / (leaf + ".key")).string()};
   }
   const fs::path& dir() const { return dir_; }
+  // WithRogue: the cluster CA "cluster-ca" with leaves node-a and node-b, and a leaf "rogue" of
+  // another CA ("other-ca"): what the TLS refusal tests need.
+  static Pki* WithRogue() {
+    auto* pki = new Pki();
+    pki->MakeCa("cluster-ca");
+    pki->MakeCa("other-ca");
+    pki->MakeLeaf("node-a", "cluster-ca");
+    pki->MakeLeaf("node-b", "cluster-ca");
+    pki->MakeLeaf("rogue", "other-ca");
+    return pki;
+  }
 
  private:
   fs::path dir_;

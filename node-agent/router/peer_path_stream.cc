@@ -79,14 +79,7 @@ void PeerPath::ForwardStream(backend::IoRequest* request) {
   std::lock_guard<std::mutex> lock(io_mu_);
   Stream* s = stream_;
   if (s == nullptr) s = NewStreamLocked();
-  uint32_t index;
-  if (free_slots_.empty()) {
-    index = static_cast<uint32_t>(slots_.size());
-    slots_.emplace_back();
-  } else {
-    index = free_slots_.back();
-    free_slots_.pop_back();
-  }
+  const uint32_t index = agent::peer::TakeSlot(&slots_, &free_slots_);
   Slot& slot = slots_[index];
   slot.request = request;
   slot.stream = s;

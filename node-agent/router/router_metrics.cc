@@ -152,10 +152,11 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
       Add(served, {{"from", from}}, static_cast<double>(count));
     }
   }
-  return {std::move(health),           std::move(rerouted), std::move(reroutes),
-          std::move(rerouted_seconds), std::move(peer_ops), std::move(peer_bytes),
-          std::move(peer_latency),     std::move(transport), std::move(served),
-          std::move(probes)};
+  return {std::move(health),       std::move(rerouted),
+          std::move(reroutes),     std::move(rerouted_seconds),
+          std::move(peer_ops),     std::move(peer_bytes),
+          std::move(peer_latency), std::move(transport),
+          std::move(served),       std::move(probes)};
 }
 
 }  // namespace vios::router
