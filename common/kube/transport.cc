@@ -11,12 +11,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
 #include "common/kube/errors.h"
+#include "common/util/sigpipe.h"
 
 namespace vios::kube {
 namespace {
@@ -257,17 +257,8 @@ struct Transport::Impl {
 };
 
 Transport::Transport(const Config& config) : impl_(std::make_unique<Impl>()) {
-  // Writing to a connection the server closed (or that Stop() shut down) raises SIGPIPE inside
-  // OpenSSL, which would kill the process; a network peer must never do that. Only the default
-  // disposition is replaced, so a process that installed its own handler keeps it.
-  static const bool sigpipe_ignored = [] {
-    struct sigaction current {};
-    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
-      std::signal(SIGPIPE, SIG_IGN);
-    }
-    return true;
-  }();
-  (void)sigpipe_ignored;
+  // Writing to a connection the server closed (or that Stop() shut down) must not kill us.
+  util::IgnoreSigpipe();
   impl_->config = config;
   impl_->ParseServer();
   if (!config.ca_pem.empty()) impl_->ca = ParseCertificates(config.ca_pem, "CA certificate");

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/log/log.h"
+#include "common/util/sigpipe.h"
 
 namespace vios::agent::peer {
 namespace {
@@ -722,6 +723,7 @@ DataServer::DataServer(DataServerOptions options) : options_(std::move(options))
 DataServer::~DataServer() { Stop(); }
 
 void DataServer::Start() {
+  util::IgnoreSigpipe();  // a peer closing its end while we write must not kill the process
   std::string host, port;
   if (!SplitHostPort(options_.listen_address, &host, &port)) {
     throw PeerError(3, "peer data channel: bad listen address " + options_.listen_address);
@@ -787,6 +789,18 @@ void DataServer::AcceptLoop() {
       ::close(fd);
       continue;
     }
+    if (conns_.size() >= options_.max_connections) {
+      // Each connection is a thread: a flood of connections (authenticated or not) must not
+      // exhaust them. Real peers need one per backend they reroute.
+      ::close(fd);
+      const uint64_t refused = ++refused_;
+      if ((refused & (refused - 1)) == 0) {  // 1, 2, 4, 8...: a flood does not flood the log
+        VIOS_LOG(kWarning, "peer data connection refused: too many connections")
+            .Field("limit", options_.max_connections)
+            .Field("refused_total", refused);
+      }
+      continue;
+    }
     ++accepted_;
     conns_.push_back(std::make_unique<Conn>(this, fd));
     Conn* conn = conns_.back().get();
@@ -815,6 +829,7 @@ std::unique_ptr<TlsPipe> ConnectTls(const std::string& host, uint16_t port,
                                     const std::string& server_name, const PeerTls& tls,
                                     std::chrono::steady_clock::time_point deadline,
                                     std::string* error) {
+  util::IgnoreSigpipe();  // a peer closing its end while we write must not kill the process
   const std::string where = host + ":" + std::to_string(port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

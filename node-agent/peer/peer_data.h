@@ -181,6 +181,9 @@ struct DataServerOptions {
   std::chrono::milliseconds handshake_timeout{5000};
   // max_in_flight: requests of one connection inside a backend before it stops reading.
   uint32_t max_in_flight = 1024;
+  // max_connections: open connections (each has a thread, handshakes included); more are
+  // closed at once.
+  uint32_t max_connections = 256;
 };
 
 class DataServer {
@@ -196,6 +199,7 @@ class DataServer {
   void Stop();
   int port() const { return port_; }
   uint64_t connections_accepted() const { return accepted_.load(); }
+  uint64_t connections_refused() const { return refused_.load(); }
 
  private:
   class Conn;
@@ -208,6 +212,7 @@ class DataServer {
   int port_ = 0;
   std::thread accept_thread_;
   std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> refused_{0};
   std::mutex mu_;
   std::list<std::unique_ptr<Conn>> conns_;  // guarded by mu_
   bool stopping_ = false;                   // guarded by mu_

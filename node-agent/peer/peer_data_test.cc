@@ -468,5 +468,34 @@ TEST_F(DataChannelTest, ServerStopFailsRequestsInFlightAsPathErrors) {
   EXPECT_TRUE(client->broken());
 }
 
+TEST_F(DataChannelTest, ConnectionsBeyondTheLimitAreClosedAtOnce) {
+  server_->Stop();
+  server_ = std::make_unique<DataServer>(DataServerOptions{.listen_address = "127.0.0.1:0",
+                                                           .tls = pki_->Tls("node-a", "cluster-ca"),
+                                                           .host = &host_,
+                                                           .max_connections = 2});
+  server_->Start();
+  auto first = RawPipe();
+  auto second = RawPipe();
+  ASSERT_TRUE(first && second);
+  std::string error;
+  auto third =
+      ConnectTls("127.0.0.1", static_cast<uint16_t>(server_->port()), "node-a",
+                 pki_->Tls("node-b", "cluster-ca"), std::chrono::steady_clock::now() + 3s, &error);
+  EXPECT_FALSE(third);
+  EXPECT_NE(error.find("TLS handshake failed"), std::string::npos) << error;
+  EXPECT_EQ(server_->connections_refused(), 1u);
+  first.reset();  // a slot frees once the server has seen the close
+  const auto end = std::chrono::steady_clock::now() + 5s;
+  std::unique_ptr<TlsPipe> again;
+  while (!again && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(50ms);
+    again = ConnectTls("127.0.0.1", static_cast<uint16_t>(server_->port()), "node-a",
+                       pki_->Tls("node-b", "cluster-ca"), std::chrono::steady_clock::now() + 3s,
+                       &error);
+  }
+  EXPECT_TRUE(again) << error;
+}
+
 }  // namespace
 }  // namespace vios::agent::peer
