@@ -176,6 +176,7 @@ std::vector<FieldProblem> ValidateClusterSpec(const json& cluster, const Validat
   // agent's other ports nor overlap another cluster's range on the same hosts.
   auto [lo, hi] = PortRange(cluster);
   const std::pair<int64_t, const char*> reserved[] = {{ctx.agent_ports.peer, "peer channel"},
+                                                      {ctx.agent_ports.data, "peer data channel"},
                                                       {ctx.agent_ports.metrics, "metrics"}};
   for (const auto& [port, what] : reserved) {
     if (port >= lo && port <= hi) {

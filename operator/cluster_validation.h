@@ -29,6 +29,7 @@ struct FieldProblem {
 // Ports every agent of a cluster binds on the host besides the virtual port range.
 struct AgentPorts {
   uint16_t peer = 7470;     // peer channel (gRPC, mutual TLS)
+  uint16_t data = 7471;     // peer data channel (rerouted I/O, mutual TLS)
   uint16_t metrics = 9470;  // Prometheus /metrics and health
 };
 

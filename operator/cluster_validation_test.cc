@@ -53,9 +53,10 @@ TEST(ClusterValidationTest, PortRangeContainingAgentPortIsReported) {
   json c = Cluster();
   c["spec"]["virtualPorts"] = {{"portRange", {{"min", 7400}, {"max", 7500}}}};
   auto problems = ValidateClusterSpec(c, Context(Secret(kChap)));
-  ASSERT_EQ(problems.size(), 1u);
+  ASSERT_EQ(problems.size(), 2u);
   EXPECT_EQ(problems[0].field, "spec.virtualPorts.portRange");
   EXPECT_NE(problems[0].message.find("peer channel port 7470"), std::string::npos);
+  EXPECT_NE(problems[1].message.find("peer data channel port 7471"), std::string::npos);
 }
 
 TEST(ClusterValidationTest, OverlapWithOlderClusterIsReportedOnTheYoungerOnly) {

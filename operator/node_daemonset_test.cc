@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace vios::op {
 namespace {
 
@@ -34,6 +36,9 @@ TEST(NodeDaemonSetTest, HasAgentPluginAndRegistrarOnHostNetwork) {
   ASSERT_NE(Container(ds, "vios-csi-node"), nullptr);
   ASSERT_NE(Container(ds, "node-driver-registrar"), nullptr);
   EXPECT_EQ((*Container(ds, "vios-agent"))["image"], "example/vios:1");
+  // The data channel for rerouted I/O has a fixed port, as the peer channel does (firewalls).
+  const json& args = (*Container(ds, "vios-agent"))["args"];
+  EXPECT_NE(std::find(args.begin(), args.end(), "--peer-data-port=7471"), args.end()) << args;
 }
 
 TEST(NodeDaemonSetTest, AgentIsNotPrivilegedAndRegistrarHasNoCapabilities) {
