@@ -192,6 +192,7 @@ class ClusterAgentProc:
                 "--node-name=" + self.name, "--kubeconfig=" + self.cp.kubeconfig,
                 "--state-dir=" + self.state_dir, "--socket=" + self.socket,
                 "--advertise-address=" + self.address, "--peer-port=7470",
+                "--peer-data-port=7471",  # as the operator's DaemonSet passes it
                 "--metrics-address=%s:%d" % (self.address, self.metrics_port),
                 *self.extra_args]
 
