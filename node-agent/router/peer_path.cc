@@ -175,11 +175,17 @@ void PeerPath::MaintainData(bool healthy, uint32_t port) {
           CompleteRequest(request, result, nullptr);
         },
         &error);
-    if (!fresh) {
+    // Logged when the reason changes, not every Health round (a firewall would flood the log;
+    // vios_peer_io_transport_total and its alert show that it goes on).
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!fresh && error != data_error_) {
       VIOS_LOG(kWarning, "peer data channel not connected; using IoStream")
           .Field("path", Name())
           .Field("error", error);
+    } else if (fresh && !data_error_.empty()) {
+      VIOS_LOG(kInfo, "peer data channel connected").Field("path", Name());
     }
+    data_error_ = fresh ? "" : error;
   }
   {
     std::lock_guard<std::mutex> lock(io_mu_);

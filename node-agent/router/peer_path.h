@@ -175,7 +175,8 @@ class PeerPath final : public Path {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;       // guarded by mu_
+  std::string data_error_;  // guarded by mu_: why the data channel last failed to connect
   std::thread health_thread_;
   // Completions of ExecuteIo arrive on our own queue and thread: gRPC 1.51's callback API
   // delivers client completions with millisecond lags, a completion queue does not.
