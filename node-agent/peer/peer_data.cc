@@ -391,10 +391,10 @@ class DataServer::Conn {
   };
 
   void OpDone(Op* op) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_.push_back(op);
-    }
+    // The wake-up is under the lock too: once the loop has taken the last op (under the lock),
+    // no backend thread is still inside OpDone, so the connection may end and be destroyed.
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.push_back(op);
     if (!wake_pending_.exchange(true)) WakeFd(wake_fd_);
   }
   // Parse handles the complete frames in the input; false on a protocol error (error_ set).
