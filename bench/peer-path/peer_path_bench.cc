@@ -11,15 +11,17 @@
 // through their own IscsiBackend session (libiscsi), as in the e2e, and "local" is A's iSCSI
 // session while "peer" is A -> B (mTLS) -> B's iSCSI session.
 //
-//   vios-peer-path-bench [--san] [--transport data|stream|unary | --compare] [--workload NAME]
+//   vios-peer-path-bench [--san] [--transport data|integrity|stream|unary | --compare]
+//                        [--workload NAME]
 //                        [--file PATH] [--size-mib N] [--seconds S] [--rounds R] [--qd N] [--json]
 //
 // --rounds R alternates local and peer R times within --seconds per mode (fairer on a loaded
 // machine).
 //
-// --transport picks how the peer path forwards: the data channel (default, peer_data.h), one
-// gRPC IoStream per path, or one unary ExecuteIo call per I/O; --compare runs all three,
-// alternating with local, in one process.
+// --transport picks how the peer path forwards: the data channel (default, peer_data.h,
+// encrypted), the data channel in integrity mode (authenticated, not encrypted), one gRPC
+// IoStream per path, or one unary ExecuteIo call per I/O; --compare runs all four, alternating
+// with local, in one process.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -190,29 +192,34 @@ int main(int argc, char** argv) {
     } else if (a == "--workload") {
       only = next();
     } else {
-      std::fprintf(
-          stderr,
-          "usage: %s [--san] [--transport data|stream|unary | --compare] [--workload NAME] "
-          "[--file PATH] [--size-mib N] "
-          "[--seconds S] [--rounds R] [--qd N] [--json]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--san] [--transport data|integrity|stream|unary | --compare] "
+                   "[--workload NAME] "
+                   "[--file PATH] [--size-mib N] "
+                   "[--seconds S] [--rounds R] [--qd N] [--json]\n",
+                   argv[0]);
       return 2;
     }
   }
-  auto transport_named = [](const std::string& name, router::PeerTransport* out) {
-    if (name == "data")
-      *out = router::PeerTransport::kData;
-    else if (name == "stream")
-      *out = router::PeerTransport::kStream;
-    else if (name == "unary")
-      *out = router::PeerTransport::kUnary;
-    else
-      return false;
-    return true;
+  // Peer modes: how a PeerPath forwards, and what its data connection asks for.
+  struct PeerMode {
+    const char* name;
+    router::PeerTransport transport;
+    agent::peer::DataProtection protection;
   };
-  router::PeerTransport single;
-  if (!transport_named(transport, &single)) {
-    std::fprintf(stderr, "--transport: %s is not data, stream or unary\n", transport.c_str());
+  const std::vector<PeerMode> all_modes = {
+      {"data", router::PeerTransport::kData, agent::peer::DataProtection::kEncrypt},
+      {"integrity", router::PeerTransport::kData, agent::peer::DataProtection::kIntegrity},
+      {"stream", router::PeerTransport::kStream, agent::peer::DataProtection::kEncrypt},
+      {"unary", router::PeerTransport::kUnary, agent::peer::DataProtection::kEncrypt},
+  };
+  std::vector<PeerMode> peer_modes;
+  for (const PeerMode& m : all_modes) {
+    if (compare || transport == m.name) peer_modes.push_back(m);
+  }
+  if (peer_modes.empty()) {
+    std::fprintf(stderr, "--transport: %s is not data, integrity, stream or unary\n",
+                 transport.c_str());
     return 2;
   }
   log::SetLevel(log::Level::kError);
@@ -254,6 +261,7 @@ int main(int argc, char** argv) {
                                     .member = "node-b",
                                     .version = "bench",
                                     .tls = pki.Tls("node-b", "ca")};
+  so.data_allow_integrity = true;  // granted to the paths that ask (--transport integrity)
   backend::BlockDevice* served = b_disk.get();
   std::unique_ptr<backend::MemoryBackend> memory;
   if (getenv("VIOS_BENCH_PEER_MEMORY") != nullptr) {  // isolates the channel from the file
@@ -270,35 +278,29 @@ int main(int argc, char** argv) {
                                               "node-b", pki.Tls("node-a", "ca"));
   // A fresh PeerPath per peer run (added for the run, removed after): the transports can be
   // compared in one process against the same peer.
-  auto make_path = [&](router::PeerTransport transport) {
+  auto make_path = [&](const PeerMode& mode) {
     auto path = std::make_unique<router::PeerPath>(
         channel, router::PeerPathOptions{.pool = "p",
                                          .backend = "b",
                                          .peer = "node-b",
                                          .self = "node-a",
                                          .health_interval = std::chrono::milliseconds(0),
-                                         .transport = transport,
+                                         .transport = mode.transport,
                                          .data_host = "127.0.0.1",
-                                         .data_tls = pki.Tls("node-a", "ca")});
+                                         .data_tls = pki.Tls("node-a", "ca"),
+                                         .data_protection = mode.protection});
     if (path->CheckHealth() != router::PathHealth::kHealthy) {
       std::fprintf(stderr, "peer not healthy\n");
       std::exit(1);
     }
-    if (transport == router::PeerTransport::kData && !path->data_connected()) {
+    if (mode.transport == router::PeerTransport::kData && !path->data_connected()) {
       std::fprintf(stderr, "peer data channel not connected\n");
       std::exit(1);
     }
     return path;
   };
-  // Modes: 0 local, 1 via peer (--transport), with --compare: 1 data channel, 2 IoStream,
-  // 3 ExecuteIo.
-  const int modes = compare ? 4 : 2;
-  auto transport_of = [&](int mode) {
-    if (!compare) return single;
-    return mode == 1   ? router::PeerTransport::kData
-           : mode == 2 ? router::PeerTransport::kStream
-                       : router::PeerTransport::kUnary;
-  };
+  // Modes: 0 local, then peer_modes[mode - 1].
+  const int modes = 1 + static_cast<int>(peer_modes.size());
 
   const std::vector<Workload> workloads = {
       {"128k-seq-read", backend::IoOp::kRead, 128 << 10, false},
@@ -312,16 +314,16 @@ int main(int argc, char** argv) {
     if (!only.empty() && only != w.name) continue;
     // The modes alternate in `rounds` slices of seconds/rounds each, so a neighbour's load on
     // the shared machine hits them alike; MB/s is the mean over the slices.
-    double mbps[4] = {0, 0, 0, 0};
-    double cpu[4] = {0, 0, 0, 0};  // CPU seconds of this process (both agents) per mode
-    double gb[4] = {0, 0, 0, 0};   // data moved per mode
+    std::vector<double> mbps(modes, 0.0);
+    std::vector<double> cpu(modes, 0.0);  // CPU seconds of this process (both agents) per mode
+    std::vector<double> gb(modes, 0.0);   // data moved per mode
     uint64_t errors = 0;
     const auto slice = std::chrono::milliseconds(seconds * 1000 / rounds);
     for (int r = 0; r < rounds; ++r) {
       for (int mode = 0; mode < modes; ++mode) {
         router.local_path()->SetHealth(mode == 0 ? router::PathHealth::kHealthy
                                                  : router::PathHealth::kLost);
-        if (mode > 0) router.AddPath(make_path(transport_of(mode)));
+        if (mode > 0) router.AddPath(make_path(peer_modes[mode - 1]));
         Driver d(&router, w, qd, span);
         const double cpu0 = ProcessCpuSeconds();
         const double rate = d.Run(slice);
@@ -332,52 +334,54 @@ int main(int argc, char** argv) {
         if (mode > 0) router.RemovePath("peer:node-b");
       }
     }
-    const double ratio = mbps[1] / mbps[0];
-    char line[320];
-    if (compare) {
-      std::snprintf(line, sizeof line,
-                    "| %s | %u | %.1f | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f | %llu |\n", w.name,
-                    qd, mbps[0], mbps[1], ratio, mbps[2], mbps[2] / mbps[0], mbps[3],
-                    mbps[3] / mbps[0], static_cast<unsigned long long>(errors));
-    } else {
-      std::snprintf(line, sizeof line, "| %s | %u | %.1f | %.1f | %.2f | %llu |\n", w.name, qd,
-                    mbps[0], mbps[1], ratio, static_cast<unsigned long long>(errors));
-    }
+    char line[160];
+    std::snprintf(line, sizeof line, "| %s | %u | %.1f |", w.name, qd, mbps[0]);
     rows += line;
-    std::snprintf(line, sizeof line, "| %s | %u | %.2f | %.2f | %.2f | %.2f |\n", w.name, qd,
-                  cpu[0] / gb[0], cpu[1] / gb[1], modes > 2 ? cpu[2] / gb[2] : 0.0,
-                  modes > 3 ? cpu[3] / gb[3] : 0.0);
+    std::snprintf(line, sizeof line, "| %s | %u | %.2f |", w.name, qd, cpu[0] / gb[0]);
     cpu_rows += line;
-    std::snprintf(line, sizeof line,
-                  "%s{\"workload\":\"%s\",\"qd\":%u,\"local_mbps\":%.1f,\"peer_mbps\":%.1f,"
-                  "\"ratio\":%.3f,\"stream_mbps\":%.1f,\"unary_mbps\":%.1f,\"errors\":%llu}",
-                  json_rows.empty() ? "" : ",", w.name, qd, mbps[0], mbps[1], ratio, mbps[2],
-                  mbps[3], static_cast<unsigned long long>(errors));
+    std::snprintf(line, sizeof line, "%s{\"workload\":\"%s\",\"qd\":%u,\"local_mbps\":%.1f",
+                  json_rows.empty() ? "" : ",", w.name, qd, mbps[0]);
+    json_rows += line;
+    for (int mode = 1; mode < modes; ++mode) {
+      const char* name = peer_modes[mode - 1].name;
+      std::snprintf(line, sizeof line, " %.1f | %.2f |", mbps[mode], mbps[mode] / mbps[0]);
+      rows += line;
+      std::snprintf(line, sizeof line, " %.2f |", cpu[mode] / gb[mode]);
+      cpu_rows += line;
+      std::snprintf(line, sizeof line, ",\"%s_mbps\":%.1f,\"%s_ratio\":%.3f", name, mbps[mode],
+                    name, mbps[mode] / mbps[0]);
+      json_rows += line;
+    }
+    std::snprintf(line, sizeof line, " %llu |\n", static_cast<unsigned long long>(errors));
+    rows += line;
+    cpu_rows += "\n";
+    std::snprintf(line, sizeof line, ",\"errors\":%llu}", static_cast<unsigned long long>(errors));
     json_rows += line;
   }
+  // Table heads: one column pair per peer mode.
+  std::string head = "| workload | QD | local MB/s |", rule = "|---|---|---|";
+  std::string cpu_head = "| workload | QD | local |", cpu_rule = "|---|---|---|";
+  for (const PeerMode& m : peer_modes) {
+    head += std::string(" via peer, ") + m.name + " | ratio |";
+    rule += "---|---|";
+    cpu_head += std::string(" ") + m.name + " |";
+    cpu_rule += "---|";
+  }
+  head += " errors |";
+  rule += "---|";
   if (json) {
     std::printf("{\"backend\":\"%s\",\"seconds\":%d,\"rounds\":%d,\"results\":[%s]}\n",
                 a_describe.c_str(), seconds, rounds, json_rows.c_str());
   } else {
     std::printf("backend %s, %d s per mode in %d rounds, MB/s = 10^6 bytes/s\n\n",
                 a_describe.c_str(), seconds, rounds);
-    if (compare) {
-      std::printf(
-          "| workload | QD | local MB/s | via peer, data channel | ratio | via peer, IoStream | "
-          "ratio | via peer, ExecuteIo | ratio | errors |\n"
-          "|---|---|---|---|---|---|---|---|---|---|\n%s",
-          rows.c_str());
-    } else {
-      std::printf("| workload | QD | local MB/s | via peer MB/s | ratio | errors |\n");
-      std::printf("|---|---|---|---|---|---|\n%s", rows.c_str());
-    }
+    std::printf("%s\n%s\n%s", head.c_str(), rule.c_str(), rows.c_str());
     // CPU per byte: what the agents spend (user + system time of this process; tgtd, the SAN,
     // is another process) for each GB moved. Less sensitive to a neighbour's load than MB/s.
     std::printf(
         "\nagent CPU seconds per GB moved (A alone for local, A + B through the peer):\n\n"
-        "| workload | QD | local | data channel | IoStream | ExecuteIo |\n"
-        "|---|---|---|---|---|---|\n%s",
-        cpu_rows.c_str());
+        "%s\n%s\n%s",
+        cpu_head.c_str(), cpu_rule.c_str(), cpu_rows.c_str());
   }
   server.Stop();
   std::filesystem::remove(file);

@@ -139,6 +139,7 @@ bool Agent::AddBackendLocked(const PoolConfig& pool_config, const BackendConfig&
 
 void Agent::SetPathsLocked(const PathsConfig& paths) {
   paths_ = paths;
+  if (peer_server_) peer_server_->SetDataAllowIntegrity(paths.peer_data_integrity);
   std::shared_lock routers_lock(routers_mu_);
   for (const auto& [key, router] : routers_) {
     router->SetIoTimeout(paths.io_timeout);
@@ -149,6 +150,12 @@ void Agent::SetPathsLocked(const PathsConfig& paths) {
 bool Agent::RerouteEnabled() const {
   std::lock_guard lock(mu_);
   return paths_.reroute;
+}
+
+peer::DataProtection Agent::DataProtectionSetting() const {
+  std::lock_guard lock(mu_);
+  return paths_.peer_data_integrity ? peer::DataProtection::kIntegrity
+                                    : peer::DataProtection::kEncrypt;
 }
 
 router::Router* Agent::FindRouter(const std::string& pool, const std::string& backend) const {

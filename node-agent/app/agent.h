@@ -178,6 +178,7 @@ class Agent final : public PortManager {
   void ApplyClusterPaths();
   void SetPathsLocked(const PathsConfig& paths);
   bool RerouteEnabled() const;
+  peer::DataProtection DataProtectionSetting() const;  // spec.paths.peerDataProtection
   router::Router* FindRouter(const std::string& pool, const std::string& backend) const;
   // Saved ports (port_store.h): SavePortsLocked writes the API-made ports; RestorePorts creates
   // the saved ones whose pool is open (the others wait for their pool).

@@ -399,6 +399,15 @@ void Agent::ApplyClusterPaths() {
       paths.failure_threshold = static_cast<unsigned>(p["failureThreshold"].get<uint64_t>());
     }
     if (p.contains("reroute") && p["reroute"].is_boolean()) paths.reroute = p["reroute"];
+    if (p.contains("peerDataProtection")) {
+      const nlohmann::json& v = p["peerDataProtection"];
+      if (v == "encrypt" || v == "integrity") {
+        paths.peer_data_integrity = v == "integrity";
+      } else {
+        VIOS_LOG(kWarning, "spec.paths: not encrypt or integrity; kept")
+            .Field("field", "peerDataProtection");
+      }
+    }
   }
   std::lock_guard lock(mu_);
   if (paths == paths_ && paths_from_cluster_) return;
@@ -407,7 +416,8 @@ void Agent::ApplyClusterPaths() {
       .Field("probe_interval_ms", paths.probe_interval.count())
       .Field("failure_threshold", paths.failure_threshold)
       .Field("reroute", paths.reroute)
-      .Field("io_timeout_ms", paths.io_timeout.count());
+      .Field("io_timeout_ms", paths.io_timeout.count())
+      .Field("peer_data_protection", paths.peer_data_integrity ? "integrity" : "encrypt");
   SetPathsLocked(paths);
 }
 
@@ -494,6 +504,7 @@ void Agent::EnsurePeerServer() {
   // Health reports it to peers (node-agent/peer/peer_data.h).
   options.data_listen_address =
       m.peer_listen.substr(0, m.peer_listen.rfind(':')) + ":" + std::to_string(m.peer_data_port);
+  options.data_allow_integrity = DataProtectionSetting() == peer::DataProtection::kIntegrity;
   options.member = config_.node_name;
   options.version = VIOS_VERSION;
   options.tls = peer::PeerTls{dir + "/ca.crt", dir + "/tls.crt", dir + "/tls.key"};
@@ -546,8 +557,9 @@ void Agent::SyncPeerPaths() {
   cluster::ClusterView view = cluster_->Snapshot();
   // spec.paths.reroute false: no peer paths (I/O waits for the local path up to ioTimeout); the
   // channels stay for the cluster's other traffic and for peers' requests.
-  const bool reroute = RerouteEnabled();      // before peer_links_mu_: mu_ is never taken inside it
-  std::map<std::string, std::string> wanted;  // member -> peer address
+  const bool reroute = RerouteEnabled();  // before peer_links_mu_: mu_ is never taken inside it
+  const peer::DataProtection protection = DataProtectionSetting();  // likewise
+  std::map<std::string, std::string> wanted;                        // member -> peer address
   for (const auto& [name, peer] : view.peers) {
     if (!peer.peer_address.empty() && peer.state != "Leaving") wanted[name] = peer.peer_address;
   }
@@ -579,7 +591,11 @@ void Agent::SyncPeerPaths() {
       if (path == router->Paths().front()) continue;
       const std::string member = path->Name().substr(5);  // "peer:<member>"
       auto link = peer_links_.find(member);
-      if (link == peer_links_.end() || replaced.count(member) || !reroute) {
+      // A path made under another spec.paths.peerDataProtection is replaced (its requests in
+      // flight are retried on the others), so a change applies to every data connection.
+      const auto* peer_path = dynamic_cast<router::PeerPath*>(path);
+      const bool stale = peer_path != nullptr && peer_path->data_protection() != protection;
+      if (link == peer_links_.end() || replaced.count(member) || !reroute || stale) {
         router->RemovePath(path->Name());
         VIOS_LOG(kInfo, "peer path removed").Field("backend", router->name()).Field("peer", member);
       } else {
@@ -600,6 +616,7 @@ void Agent::SyncPeerPaths() {
         options.data_host = options.data_host.substr(1, options.data_host.size() - 2);
       }
       options.data_tls = tls;
+      options.data_protection = protection;
       options.on_change = [this, backend = router->name(), member](router::PathHealth from,
                                                                    router::PathHealth to,
                                                                    const std::string& reason) {

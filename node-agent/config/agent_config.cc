@@ -271,6 +271,12 @@ AgentConfig ParseRoot(Field& root) {
     if (c.paths.failure_threshold == 0) Field::Fail(paths.Path("failureThreshold"), "must be >= 1");
     c.paths.reroute = paths.Bool("reroute", c.paths.reroute);
     c.paths.io_timeout = duration("ioTimeout", c.paths.io_timeout, std::chrono::milliseconds(100));
+    const std::string protection = paths.String("peerDataProtection", false);
+    if (!protection.empty() && protection != "encrypt" && protection != "integrity") {
+      Field::Fail(paths.Path("peerDataProtection"),
+                  "'" + protection + "' is not encrypt or integrity");
+    }
+    c.paths.peer_data_integrity = protection == "integrity";
     paths.RejectUnknown();
   }
   if (root.Has("cluster")) {

@@ -123,6 +123,10 @@ struct PathsConfig {
   // ioTimeout: how long an I/O waits for any usable path before it fails with ABORTED COMMAND
   // (LOGICAL UNIT COMMUNICATION FAILURE, 0B/08/00).
   std::chrono::milliseconds io_timeout{30000};
+  // peerDataProtection: "encrypt" (false, the default) or "integrity" (true): rerouted I/O over
+  // the peer data channel is authenticated but not encrypted when both ends say integrity
+  // (node-agent/peer/peer_data.h).
+  bool peer_data_integrity = false;
   bool operator==(const PathsConfig&) const = default;
 };
 

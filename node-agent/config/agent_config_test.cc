@@ -166,6 +166,11 @@ TEST(AgentConfigTest, PathsSectionAndDurations) {
   EXPECT_EQ(c.paths.failure_threshold, 4u);
   EXPECT_FALSE(c.paths.reroute);
   EXPECT_EQ(c.paths.io_timeout, std::chrono::seconds(3));
+  EXPECT_FALSE(c.paths.peer_data_integrity);
+  EXPECT_TRUE(
+      ParseAgentConfig("paths:\n  peerDataProtection: integrity\n").paths.peer_data_integrity);
+  EXPECT_FALSE(
+      ParseAgentConfig("paths:\n  peerDataProtection: encrypt\n").paths.peer_data_integrity);
   auto error_of = [](const std::string& yaml) {
     try {
       ParseAgentConfig(yaml);
@@ -179,6 +184,10 @@ TEST(AgentConfigTest, PathsSectionAndDurations) {
             std::string::npos);
   EXPECT_NE(error_of("paths:\n  probeInterval: 1ms\n").find("at least"), std::string::npos);
   EXPECT_NE(error_of("paths:\n  timeout: 3s\n").find("paths.timeout"), std::string::npos);
+  EXPECT_NE(error_of("paths:\n  peerDataProtection: none\n")
+                .find("paths.peerDataProtection: 'none' is not encrypt or integrity"),
+            std::string::npos)
+      << error_of("paths:\n  peerDataProtection: none\n");
 }
 
 TEST(AgentConfigTest, ClusterPeerDataPort) {

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +54,10 @@ std::string SslErrors() {
 }
 
 constexpr size_t kInitialInBuffer = 256 << 10;
+constexpr size_t kTagBytes = 16;
+constexpr char kIntegrityLabel[] = "EXPORTER-vios-data-integrity";
+
+void PutCounter(uint8_t* nonce, uint64_t count) { PutU64(nonce + 4, count); }
 
 }  // namespace
 
@@ -170,6 +175,21 @@ std::string DecodeDataHeader(const uint8_t* in, DataHeader* h) {
   return "";
 }
 
+bool ParseDataProtection(const std::string& text, DataProtection* out) {
+  if (text == "encrypt") {
+    *out = DataProtection::kEncrypt;
+  } else if (text == "integrity") {
+    *out = DataProtection::kIntegrity;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+const char* DataProtectionName(DataProtection protection) {
+  return protection == DataProtection::kIntegrity ? "integrity" : "encrypt";
+}
+
 SslCtxPtr MakeDataTlsContext(const PeerTls& tls, bool server, std::string* error) {
   try {
     CheckTlsFiles(tls);  // the same clear errors as the gRPC channel
@@ -188,6 +208,7 @@ SslCtxPtr MakeDataTlsContext(const PeerTls& tls, bool server, std::string* error
                            "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                            "TLS_CHACHA20_POLY1305_SHA256");
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_num_tickets(ctx.get(), 0);  // nothing after the handshake but our own frames
   // Read ahead: one read() takes in as many records as the socket has (by default OpenSSL reads
   // each record's 5-byte header and body separately: two system calls per 16 KiB). Data it holds
   // that poll cannot see is what TlsPipe::HasPending reports.
@@ -216,8 +237,9 @@ SslCtxPtr MakeDataTlsContext(const PeerTls& tls, bool server, std::string* error
 TlsPipe::TlsPipe(int fd, SSL* ssl) : fd_(fd), ssl_(ssl), in_(kInitialInBuffer) {}
 
 TlsPipe::~TlsPipe() {
-  // Best effort close_notify (non-blocking): the other end sees an orderly close.
-  if (SSL_is_init_finished(ssl_)) SSL_shutdown(ssl_);
+  // Best effort close_notify (non-blocking): the other end sees an orderly close. Not once the
+  // connection has left TLS records: the other end would read it as a broken chunk.
+  if (SSL_is_init_finished(ssl_) && !integrity()) SSL_shutdown(ssl_);
   SSL_free(ssl_);
   ::close(fd_);
 }
@@ -226,8 +248,9 @@ void TlsPipe::AddStaged(const uint8_t* bytes, size_t n) {
   const size_t at = out_.size();
   // insert, not resize + memcpy: no zero-filling pass over the payload first.
   out_.insert(out_.end(), bytes, bytes + n);
-  if (!pieces_.empty() && pieces_.back().data == nullptr &&
-      pieces_.back().begin + pieces_.back().size == at) {
+  if (!pieces_.empty() && pieces_.back().data == nullptr && !pieces_.back().sealed &&
+      pieces_.back().begin + pieces_.back().size == at &&
+      pieces_.back().size + n <= kMaxChunkBytes) {
     pieces_.back().size += n;  // extends the last copied run (small frames share TLS records)
   } else {
     pieces_.push_back(Piece{nullptr, at, n});
@@ -250,7 +273,9 @@ uint64_t TlsPipe::AppendRef(const DataHeader& header, const uint8_t* data, size_
   uint8_t head[kDataHeaderBytes];
   EncodeDataHeader(header, head);
   AddStaged(head, kDataHeaderBytes);
-  pieces_.push_back(Piece{data, 0, size});
+  for (size_t at = 0; at < size; at += kMaxChunkBytes) {
+    pieces_.push_back(Piece{data + at, 0, std::min(kMaxChunkBytes, size - at)});
+  }
   appended_ += size;
   return appended_;
 }
@@ -269,10 +294,16 @@ bool TlsPipe::Fail(const std::string& what, int ssl_error) {
   return false;
 }
 
+bool TlsPipe::FailWith(const std::string& what) {
+  if (error_.empty()) error_ = what;
+  return false;
+}
+
 bool TlsPipe::Flush() {
+  if (integrity()) return FlushChunks();
   while (!pieces_.empty()) {
     const Piece& piece = pieces_.front();
-    const uint8_t* base = piece.data != nullptr ? piece.data : out_.data() + piece.begin;
+    const uint8_t* base = PieceData(piece);
     const size_t chunk = std::min<size_t>(piece.size - front_sent_, 1u << 30);
     ERR_clear_error();
     errno = 0;
@@ -297,6 +328,7 @@ bool TlsPipe::Flush() {
 }
 
 int TlsPipe::ReadSome() {
+  if (integrity()) return ReadChunks();
   uint8_t* into;
   size_t room;
   if (sink_left_ != 0) {
@@ -342,6 +374,240 @@ bool TlsPipe::Fill() {
 }
 
 void TlsPipe::Consume(size_t n) { in_start_ += n; }
+
+bool TlsPipe::HasPending() const {
+  if (!integrity()) return SSL_has_pending(ssl_) == 1;
+  const size_t raw = raw_end_ - raw_start_;
+  switch (phase_) {
+    case Phase::kHead:
+      return raw >= 4;
+    case Phase::kBody:
+      return raw > 0;
+    case Phase::kTag:
+      return raw >= kTagBytes;
+  }
+  return false;
+}
+
+// --- TlsPipe: integrity mode ---
+
+bool TlsPipe::StartIntegrity(bool server) {
+  // The exchange's last TLS record (the hello-ack) goes out first; 40 bytes on a connection
+  // that has sent nothing else fit in any socket buffer.
+  if (!Flush()) return false;
+  if (WantsWrite()) return FailWith("integrity mode: the hello-ack could not be sent at once");
+  if (SSL_has_pending(ssl_) == 1 || in_size() != 0) {
+    return FailWith("integrity mode: data arrived before the hello exchange completed");
+  }
+  // Keys: client write key | server write key | client salt | server salt.
+  uint8_t km[16 + 16 + 4 + 4];
+  if (SSL_export_keying_material(ssl_, km, sizeof km, kIntegrityLabel, sizeof kIntegrityLabel - 1,
+                                 nullptr, 0, 0) != 1) {
+    return FailWith("integrity mode: cannot export keys: " + SslErrors());
+  }
+  const uint8_t* mine = server ? km + 16 : km;
+  const uint8_t* theirs = server ? km : km + 16;
+  std::memcpy(seal_nonce_, server ? km + 36 : km + 32, 4);
+  std::memcpy(open_nonce_, server ? km + 32 : km + 36, 4);
+  CipherCtxPtr seal(EVP_CIPHER_CTX_new());
+  CipherCtxPtr open(EVP_CIPHER_CTX_new());
+  const bool ok = seal && open &&
+                  EVP_EncryptInit_ex(seal.get(), EVP_aes_128_gcm(), nullptr, mine, nullptr) == 1 &&
+                  EVP_DecryptInit_ex(open.get(), EVP_aes_128_gcm(), nullptr, theirs, nullptr) == 1;
+  OPENSSL_cleanse(km, sizeof km);
+  if (!ok) return FailWith("integrity mode: cannot set up AES-GMAC: " + SslErrors());
+  seal_ = std::move(seal);
+  open_ = std::move(open);
+  raw_.resize(kInitialInBuffer);
+  return true;
+}
+
+void TlsPipe::Seal(Piece* piece) {
+  PutCounter(seal_nonce_, seal_count_++);
+  PutU32(piece->head, static_cast<uint32_t>(piece->size));
+  int n = 0;
+  // GMAC: the bytes are additional authenticated data of an empty AES-GCM message; the tag also
+  // covers their length.
+  EVP_EncryptInit_ex(seal_.get(), nullptr, nullptr, nullptr, seal_nonce_);
+  EVP_EncryptUpdate(seal_.get(), nullptr, &n, PieceData(*piece), static_cast<int>(piece->size));
+  uint8_t none[16];
+  EVP_EncryptFinal_ex(seal_.get(), none, &n);
+  EVP_CIPHER_CTX_ctrl(seal_.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, piece->tag);
+  piece->sealed = true;
+}
+
+bool TlsPipe::FlushChunks() {
+  constexpr int kMaxIov = 96;  // 32 chunks per system call
+  while (!pieces_.empty()) {
+    iovec iov[kMaxIov];
+    int n = 0;
+    size_t skip = front_sent_;
+    auto add = [&](const uint8_t* p, size_t len) {
+      if (skip >= len) {
+        skip -= len;
+        return;
+      }
+      iov[n++] = iovec{const_cast<uint8_t*>(p) + skip, len - skip};
+      skip = 0;
+    };
+    for (Piece& piece : pieces_) {
+      if (n + 3 > kMaxIov) break;
+      if (!piece.sealed) Seal(&piece);
+      add(piece.head, sizeof piece.head);
+      add(PieceData(piece), piece.size);
+      add(piece.tag, kTagBytes);
+    }
+    const ssize_t w = ::writev(fd_, iov, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      return FailWith(std::string("write: ") + std::strerror(errno));
+    }
+    size_t left = static_cast<size_t>(w);
+    while (left > 0) {
+      const Piece& piece = pieces_.front();
+      const size_t whole = sizeof piece.head + piece.size + kTagBytes;
+      const size_t take = std::min(left, whole - front_sent_);
+      front_sent_ += take;
+      left -= take;
+      if (front_sent_ == whole) {
+        flushed_ += piece.size;
+        pieces_.pop_front();
+        front_sent_ = 0;
+      }
+    }
+  }
+  out_.clear();
+  return true;
+}
+
+void TlsPipe::ReserveIn(size_t n) {
+  if (in_start_ == in_end_) in_start_ = in_end_ = 0;
+  if (in_.size() - in_end_ >= n) return;
+  if (in_start_ > 0) {
+    std::memmove(in_.data(), in_.data() + in_start_, in_end_ - in_start_);
+    in_end_ -= in_start_;
+    in_start_ = 0;
+  }
+  if (in_.size() - in_end_ < n) in_.resize(std::max(in_.size() * 2, in_end_ + n));
+}
+
+bool TlsPipe::RecvRaw(int* progress) {
+  if (raw_start_ == raw_end_) raw_start_ = raw_end_ = 0;
+  if (raw_.size() - raw_end_ < (64u << 10) && raw_start_ > 0) {
+    std::memmove(raw_.data(), raw_.data() + raw_start_, raw_end_ - raw_start_);
+    raw_end_ -= raw_start_;
+    raw_start_ = 0;
+  }
+  const ssize_t r = ::recv(fd_, raw_.data() + raw_end_, raw_.size() - raw_end_, 0);
+  if (r > 0) {
+    raw_end_ += static_cast<size_t>(r);
+    *progress = 1;
+    return true;
+  }
+  if (r == 0) {
+    *progress = -1;
+    FailWith("connection closed by the peer");
+    return false;
+  }
+  if (errno == EINTR) return true;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+  *progress = -1;
+  FailWith(std::string("read: ") + std::strerror(errno));
+  return false;
+}
+
+int TlsPipe::ReadChunks() {
+  int progress = 0;
+  while (true) {
+    const size_t raw = raw_end_ - raw_start_;
+    if (phase_ == Phase::kHead) {
+      if (raw < 4) {
+        if (!RecvRaw(&progress)) return progress;
+        continue;
+      }
+      body_len_ = GetU32(raw_.data() + raw_start_);
+      raw_start_ += 4;
+      if (body_len_ == 0 || body_len_ > kMaxChunkBytes) {
+        violated_ = true;
+        FailWith("integrity mode: a chunk of " + std::to_string(body_len_) + " bytes (1 to " +
+                 std::to_string(kMaxChunkBytes) + " allowed)");
+        return -1;
+      }
+      // A payload the caller waits for is received where it belongs; anything else into in_.
+      body_to_sink_ = sink_left_ >= body_len_;
+      if (!body_to_sink_) ReserveIn(body_len_);
+      body_got_ = 0;
+      phase_ = Phase::kBody;
+    } else if (phase_ == Phase::kBody) {
+      uint8_t* dst = (body_to_sink_ ? sink_ : in_.data() + in_end_) + body_got_;
+      const size_t want = body_len_ - body_got_;
+      if (raw > 0) {
+        const size_t take = std::min(raw, want);
+        std::memcpy(dst, raw_.data() + raw_start_, take);
+        raw_start_ += take;
+        body_got_ += take;
+      } else if (want >= (64u << 10)) {
+        // A large rest: straight from the socket into place.
+        const ssize_t r = ::recv(fd_, dst, want, 0);
+        if (r > 0) {
+          body_got_ += static_cast<size_t>(r);
+          progress = 1;
+        } else if (r == 0) {
+          FailWith("connection closed by the peer");
+          return -1;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          return progress;
+        } else if (errno != EINTR) {
+          FailWith(std::string("read: ") + std::strerror(errno));
+          return -1;
+        }
+      } else if (!RecvRaw(&progress)) {
+        return progress;
+      }
+      if (body_got_ == body_len_) phase_ = Phase::kTag;
+    } else {
+      if (raw < kTagBytes) {
+        if (!RecvRaw(&progress)) return progress;
+        continue;
+      }
+      const uint8_t* body = body_to_sink_ ? sink_ : in_.data() + in_end_;
+      PutCounter(open_nonce_, open_count_++);
+      uint8_t tag[kTagBytes];
+      std::memcpy(tag, raw_.data() + raw_start_, kTagBytes);
+      raw_start_ += kTagBytes;
+      int n = 0;
+      uint8_t none[16];
+      const bool ok =
+          EVP_DecryptInit_ex(open_.get(), nullptr, nullptr, nullptr, open_nonce_) == 1 &&
+          EVP_DecryptUpdate(open_.get(), nullptr, &n, body, static_cast<int>(body_len_)) == 1 &&
+          EVP_CIPHER_CTX_ctrl(open_.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
+          EVP_DecryptFinal_ex(open_.get(), none, &n) == 1;
+      if (!ok) {
+        ERR_clear_error();
+        violated_ = true;
+        FailWith("integrity mode: chunk " + std::to_string(open_count_ - 1) + " of " +
+                 std::to_string(body_len_) + " bytes failed its integrity check");
+        return -1;
+      }
+      phase_ = Phase::kHead;
+      if (body_to_sink_) {
+        sink_ += body_len_;
+        sink_left_ -= body_len_;
+      } else {
+        in_end_ += body_len_;
+        if (sink_left_ != 0) {  // the chunk begins with the rest of a payload being received
+          const size_t k = std::min(sink_left_, in_end_ - in_start_);
+          std::memcpy(sink_, in_.data() + in_start_, k);
+          sink_ += k;
+          sink_left_ -= k;
+          in_start_ += k;
+        }
+      }
+      return 1;  // the caller parses what arrived before the next chunk is placed
+    }
+  }
+}
 
 // --- ConnectTls ---
 

@@ -32,6 +32,7 @@ std::unique_ptr<DataClient> DataClient::Connect(const DataClientOptions& options
   const std::string hello = options.pool + "\n" + options.backend;
   DataHeader h;
   h.kind = DataKind::kHello;
+  h.op = static_cast<uint8_t>(options.protection);
   h.data_bytes = static_cast<uint32_t>(hello.size());
   pipe->Append(h, reinterpret_cast<const uint8_t*>(hello.data()), hello.size());
   while (true) {
@@ -46,6 +47,10 @@ std::unique_ptr<DataClient> DataClient::Connect(const DataClientOptions& options
       std::string bad = DecodeDataHeader(pipe->in_data(), &ack);
       if (bad.empty() && (ack.kind != DataKind::kHelloAck || ack.data_bytes != 0)) {
         bad = "the answer to hello is not a hello-ack";
+      } else if (bad.empty() && ack.op != 0 &&
+                 (ack.op != static_cast<uint8_t>(DataProtection::kIntegrity) ||
+                  options.protection != DataProtection::kIntegrity)) {
+        bad = "the hello-ack grants protection " + std::to_string(ack.op) + ", not asked for";
       }
       if (!bad.empty()) {
         *error = "peer data channel " + where + ": protocol error: " + bad;
@@ -57,6 +62,11 @@ std::unique_ptr<DataClient> DataClient::Connect(const DataClientOptions& options
         return nullptr;
       }
       pipe->Consume(kDataHeaderBytes);
+      if (ack.op == static_cast<uint8_t>(DataProtection::kIntegrity) &&
+          !pipe->StartIntegrity(false)) {
+        *error = "peer data channel " + where + ": " + pipe->error();
+        return nullptr;
+      }
       break;
     }
     pollfd p{fd, static_cast<short>(POLLIN | (pipe->WantsWrite() ? POLLOUT : 0)), 0};
@@ -70,7 +80,10 @@ std::unique_ptr<DataClient> DataClient::Connect(const DataClientOptions& options
 }
 
 DataClient::DataClient(std::unique_ptr<TlsPipe> pipe, const DataClientOptions& options, Done done)
-    : options_(options), done_(std::move(done)), pipe_(std::move(pipe)) {
+    : options_(options),
+      done_(std::move(done)),
+      protection_(pipe->integrity() ? DataProtection::kIntegrity : DataProtection::kEncrypt),
+      pipe_(std::move(pipe)) {
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   thread_ = std::thread([this] { Loop(); });
 }

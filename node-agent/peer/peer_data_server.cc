@@ -143,6 +143,7 @@ bool DataServer::Conn::ReadAndParse() {
       // Requests that were not whole when the connection ended are not run: the client has
       // failed them and may have sent them elsewhere.
       error_ = pipe_->error();
+      if (pipe_->violated()) server_->options_.host->IoRefused(identity_, error_);
       return false;
     }
     if (r == 0) break;
@@ -204,8 +205,16 @@ bool DataServer::Conn::Parse() {
         backend_ = text.substr(nl + 1);
         ack.error = host->LocalDevice(pool_, backend_) != nullptr ? 0 : ENOTCONN;
       }
+      const bool integrity = ack.error == 0 && server_->allow_integrity_.load() &&
+                             h.op == static_cast<uint8_t>(DataProtection::kIntegrity);
+      if (integrity) ack.op = h.op;
       pipe_->Append(ack, nullptr, 0);
       pipe_->Consume(frame);
+      if (integrity && !pipe_->StartIntegrity(true)) {
+        error_ = pipe_->error();
+        host->IoRefused(identity_, error_);
+        return false;
+      }
       if (ack.error != 0) {
         error_ =
             "hello refused: " + (nl == std::string::npos ? std::string("no \"pool\\nbackend\"")
@@ -390,7 +399,8 @@ void DataServer::Conn::Run() {
   finished_ = true;
 }
 
-DataServer::DataServer(DataServerOptions options) : options_(std::move(options)) {}
+DataServer::DataServer(DataServerOptions options)
+    : options_(std::move(options)), allow_integrity_(options_.allow_integrity) {}
 
 DataServer::~DataServer() { Stop(); }
 

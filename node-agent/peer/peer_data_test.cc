@@ -1,8 +1,10 @@
 // The peer data channel over real mutual TLS (certificates made with the openssl CLI): I/O
 // round trips under concurrency, refused certificates and names, refused backends, bad requests
 // answered without closing, malformed frames closing only their own connection, deadlines, and
-// a server stop failing what is in flight as path errors.
+// a server stop failing what is in flight as path errors; the integrity mode (negotiated, round
+// trips, a changed chunk closing its connection).
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -192,6 +194,39 @@ class DataChannelTest : public ::testing::Test {
     }
     return false;
   }
+  // RestartWithIntegrity replaces the server with one that grants integrity mode.
+  void RestartWithIntegrity() {
+    server_->Stop();
+    server_ =
+        std::make_unique<DataServer>(DataServerOptions{.listen_address = "127.0.0.1:0",
+                                                       .tls = pki_->Tls("node-a", "cluster-ca"),
+                                                       .host = &host_,
+                                                       .allow_integrity = true});
+    server_->Start();
+  }
+  // IntegrityPipe: a hand-driven connection that asked for and was granted integrity mode.
+  std::unique_ptr<TlsPipe> IntegrityPipe() {
+    auto pipe = RawPipe();
+    if (!pipe) return nullptr;
+    const std::string hello = "p\nb";
+    pipe->Append(DataHeader{.kind = DataKind::kHello,
+                            .op = static_cast<uint8_t>(DataProtection::kIntegrity),
+                            .data_bytes = 3},
+                 reinterpret_cast<const uint8_t*>(hello.data()), hello.size());
+    const auto end = std::chrono::steady_clock::now() + 5s;
+    while (pipe->in_size() < kDataHeaderBytes && std::chrono::steady_clock::now() < end) {
+      if (!pipe->Flush() || !pipe->Fill()) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    DataHeader ack;
+    EXPECT_GE(pipe->in_size(), kDataHeaderBytes);
+    if (pipe->in_size() < kDataHeaderBytes) return nullptr;
+    EXPECT_EQ(DecodeDataHeader(pipe->in_data(), &ack), "");
+    EXPECT_EQ(ack.op, static_cast<uint8_t>(DataProtection::kIntegrity));
+    pipe->Consume(kDataHeaderBytes);
+    EXPECT_TRUE(pipe->StartIntegrity(false)) << pipe->error();
+    return pipe;
+  }
   // Works: one write and read back over a fresh client.
   void ExpectWorks() {
     Waiter w;
@@ -248,15 +283,9 @@ TEST(DataHeaderTest, RoundTripsAndRejectsGarbage) {
   EXPECT_NE(DecodeDataHeader(bad, &back).find("reserved"), std::string::npos);
 }
 
-TEST_F(DataChannelTest, ConcurrentIoRoundTrips) {
-  Waiter w;
-  std::string error;
-  auto client = Connect(&w, Options(), &error);
-  ASSERT_TRUE(client) << error;
-  // 64 blocks of 64 KiB with distinct contents, written concurrently, then read back
-  // concurrently; then flush, write-zeroes and discard.
-  constexpr int kBlocks = 64;
-  constexpr size_t kBytes = 64 << 10;
+// RoundTrips: blocks of kBytes with distinct contents, written concurrently, then read back
+// concurrently; then flush, write-zeroes and discard.
+void RoundTrips(DataClient* client, Waiter& w, size_t kBytes, int kBlocks) {
   std::vector<std::vector<uint8_t>> out(kBlocks, std::vector<uint8_t>(kBytes));
   std::vector<std::vector<uint8_t>> in(kBlocks, std::vector<uint8_t>(kBytes));
   std::mt19937 rng(7);
@@ -295,7 +324,84 @@ TEST_F(DataChannelTest, ConcurrentIoRoundTrips) {
   EXPECT_EQ(in[0], std::vector<uint8_t>(kBytes, 0));
   EXPECT_FALSE(client->broken());
   EXPECT_TRUE(client->Ping());
-  EXPECT_EQ(host_.Served("node-b").load(), 2u * kBlocks + 4);  // by certificate identity
+}
+
+TEST_F(DataChannelTest, ConcurrentIoRoundTrips) {
+  Waiter w;
+  std::string error;
+  auto client = Connect(&w, Options(), &error);
+  ASSERT_TRUE(client) << error;
+  EXPECT_EQ(client->protection(), DataProtection::kEncrypt);
+  RoundTrips(client.get(), w, 64 << 10, 64);
+  EXPECT_EQ(host_.Served("node-b").load(), 2u * 64 + 4);  // by certificate identity
+}
+
+TEST_F(DataChannelTest, IntegrityModeRoundTripsWhenBothEndsAllowIt) {
+  RestartWithIntegrity();
+  DataClientOptions o = Options();
+  o.protection = DataProtection::kIntegrity;
+  // Small frames share chunks; 64 KiB and 1 MiB payloads are chunks of their own, received
+  // straight into their buffers.
+  for (const size_t bytes : {size_t{4096}, size_t{64} << 10, size_t{1} << 20}) {
+    SCOPED_TRACE(bytes);
+    Waiter w;
+    std::string error;
+    auto client = Connect(&w, o, &error);
+    ASSERT_TRUE(client) << error;
+    EXPECT_EQ(client->protection(), DataProtection::kIntegrity);
+    RoundTrips(client.get(), w, bytes, 16);
+  }
+  EXPECT_TRUE(host_.Refused().empty());
+}
+
+TEST_F(DataChannelTest, IntegrityModeNeedsBothEnds) {
+  Waiter w;
+  std::string error;
+  // The server does not allow it: the client's connection stays encrypted and works.
+  DataClientOptions o = Options();
+  o.protection = DataProtection::kIntegrity;
+  auto asked = Connect(&w, o, &error);
+  ASSERT_TRUE(asked) << error;
+  EXPECT_EQ(asked->protection(), DataProtection::kEncrypt);
+  RoundTrips(asked.get(), w, 4096, 8);
+  // The server allows it, the client does not ask: encrypted.
+  RestartWithIntegrity();
+  Waiter w2;
+  auto plain = Connect(&w2, Options(), &error);
+  ASSERT_TRUE(plain) << error;
+  EXPECT_EQ(plain->protection(), DataProtection::kEncrypt);
+  RoundTrips(plain.get(), w2, 4096, 8);
+}
+
+TEST_F(DataChannelTest, AChangedChunkClosesOnlyItsConnection) {
+  RestartWithIntegrity();
+  Waiter w;
+  std::string error;
+  DataClientOptions o = Options();
+  o.protection = DataProtection::kIntegrity;
+  auto good = Connect(&w, o, &error);
+  ASSERT_TRUE(good) << error;
+  // A chunk whose tag does not match its bytes (as if changed on the way).
+  auto pipe = IntegrityPipe();
+  ASSERT_TRUE(pipe);
+  uint8_t chunk[4 + kDataHeaderBytes + 16] = {kDataHeaderBytes, 0, 0, 0};
+  EncodeDataHeader(DataHeader{.kind = DataKind::kPing, .id = 1}, chunk + 4);
+  ASSERT_EQ(::send(pipe->fd(), chunk, sizeof chunk, 0), static_cast<ssize_t>(sizeof chunk));
+  EXPECT_TRUE(UntilClosed(pipe.get()));
+  ASSERT_FALSE(host_.Refused().empty());
+  EXPECT_NE(host_.Refused().back().find("chunk 0 of 40 bytes failed its integrity check"),
+            std::string::npos)
+      << host_.Refused().back();
+  // A chunk longer than allowed.
+  auto big = IntegrityPipe();
+  ASSERT_TRUE(big);
+  const uint8_t head[4] = {0xff, 0xff, 0xff, 0x7f};
+  ASSERT_EQ(::send(big->fd(), head, sizeof head, 0), 4);
+  EXPECT_TRUE(UntilClosed(big.get()));
+  EXPECT_NE(host_.Refused().back().find("a chunk of 2147483647 bytes"), std::string::npos)
+      << host_.Refused().back();
+  // The well-behaved connection never noticed.
+  RoundTrips(good.get(), w, 64 << 10, 8);
 }
 
 TEST_F(DataChannelTest, RefusesCertificatesOfAnotherCaAndWrongNames) {

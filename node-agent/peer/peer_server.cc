@@ -325,7 +325,8 @@ void PeerServer::Start() {
     data_ = std::make_unique<DataServer>(
         DataServerOptions{.listen_address = options_.data_listen_address,
                           .tls = options_.tls,
-                          .host = service_.get()});
+                          .host = service_.get(),
+                          .allow_integrity = options_.data_allow_integrity});
     try {
       data_->Start();
     } catch (const PeerError& e) {

@@ -72,6 +72,9 @@ struct PeerServerOptions {
   // data_listen_address: where the peer data channel listens (peer_data.h), reported in Health;
   // empty: no data channel (peers use IoStream). Needs local_devices.
   std::string data_listen_address{};
+  // data_allow_integrity: grant a data connection integrity mode (authenticated, not encrypted;
+  // peer_data.h) when its client asks for it.
+  bool data_allow_integrity = false;
   std::string member;
   std::string version;
   PeerTls tls;
@@ -119,6 +122,11 @@ class PeerServer {
   void Stop();
   int port() const { return port_; }
   int data_port() const { return data_ ? data_->port() : 0; }
+  // SetDataAllowIntegrity: PeerServerOptions::data_allow_integrity for data connections made
+  // after (spec.paths.peerDataProtection followed at run time).
+  void SetDataAllowIntegrity(bool allow) {
+    if (data_) data_->SetAllowIntegrity(allow);
+  }
   Stats GetStats() const;
 
  private:

@@ -26,6 +26,7 @@ PeerPath::PeerPath(std::shared_ptr<grpc::Channel> channel, PeerPathOptions optio
     : options_(std::move(options)),
       channel_(std::move(channel)),
       stub_(vios::peer::v1::Peer::NewStub(channel_)) {
+  protection_retry_ = options_.data_protection_retry;
   cq_thread_ = std::thread([this] { DrainCompletions(); });
 }
 
@@ -154,9 +155,16 @@ void PeerPath::MaintainData(bool healthy, uint32_t port) {
     std::lock_guard<std::mutex> lock(io_mu_);
     current = data_;
   }
-  if (current && !current->broken() && healthy && port != 0) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool working = current && !current->broken() && healthy && port != 0;
+  if (working) {
     current->Ping();  // an unanswered previous ping breaks it: requests then use IoStream
-    return;
+    // The peer kept it encrypted while integrity was asked for (its setting may not have caught
+    // up with the cluster's yet, or it is not set there): ask again, less and less often.
+    if (current->protection() == options_.data_protection || now < next_protection_try_) return;
+    next_protection_try_ = now + protection_retry_;
+    protection_retry_ =
+        std::min<std::chrono::milliseconds>(protection_retry_ * 2, std::chrono::minutes(5));
   }
   std::shared_ptr<agent::peer::DataClient> fresh;
   if (healthy && port != 0) {
@@ -167,7 +175,8 @@ void PeerPath::MaintainData(bool healthy, uint32_t port) {
                                      .pool = options_.pool,
                                      .backend = options_.backend,
                                      .io_deadline = options_.io_deadline,
-                                     .connect_timeout = options_.health_deadline};
+                                     .connect_timeout = options_.health_deadline,
+                                     .protection = options_.data_protection};
     std::string error;
     fresh = agent::peer::DataClient::Connect(
         o,
@@ -175,6 +184,14 @@ void PeerPath::MaintainData(bool healthy, uint32_t port) {
           CompleteRequest(request, result, nullptr);
         },
         &error);
+    if (working && (!fresh || fresh->protection() == current->protection())) {
+      return;  // still not granted: keep the connection in use (`fresh` closes, idle)
+    }
+    if (fresh && fresh->protection() == options_.data_protection) {
+      protection_retry_ = options_.data_protection_retry;
+    } else if (fresh && !working) {
+      next_protection_try_ = now + protection_retry_;
+    }
     // Logged when the reason changes, not every Health round (a firewall would flood the log;
     // vios_peer_io_transport_total and its alert show that it goes on).
     std::lock_guard<std::mutex> lock(mu_);
@@ -182,9 +199,12 @@ void PeerPath::MaintainData(bool healthy, uint32_t port) {
       VIOS_LOG(kWarning, "peer data channel not connected; using IoStream")
           .Field("path", Name())
           .Field("error", error);
-    } else if (fresh && !data_error_.empty()) {
-      VIOS_LOG(kInfo, "peer data channel connected").Field("path", Name());
+    } else if (fresh && (!data_error_.empty() || !data_seen_ || working)) {
+      VIOS_LOG(kInfo, "peer data channel connected")
+          .Field("path", Name())
+          .Field("protection", agent::peer::DataProtectionName(fresh->protection()));
     }
+    if (fresh) data_seen_ = true;
     data_error_ = fresh ? "" : error;
   }
   {
@@ -198,6 +218,12 @@ void PeerPath::MaintainData(bool healthy, uint32_t port) {
 bool PeerPath::data_connected() {
   std::lock_guard<std::mutex> lock(io_mu_);
   return data_ && !data_->broken();
+}
+
+bool PeerPath::data_integrity() {
+  std::lock_guard<std::mutex> lock(io_mu_);
+  return data_ && !data_->broken() &&
+         data_->protection() == agent::peer::DataProtection::kIntegrity;
 }
 
 void PeerPath::HealthLoop() {

@@ -71,6 +71,12 @@ struct PeerPathOptions {
   // TLS files. Without data_tls, kData behaves as kStream.
   std::string data_host{};
   std::optional<agent::peer::PeerTls> data_tls{};
+  // data_protection: kIntegrity asks the peer for authenticated, unencrypted chunks (granted
+  // only when the peer allows it too; the connection is encrypted otherwise).
+  agent::peer::DataProtection data_protection = agent::peer::DataProtection::kEncrypt;
+  // data_protection_retry: how soon a connection the peer kept encrypted is offered integrity
+  // again (doubling per refusal, up to 5 minutes).
+  std::chrono::milliseconds data_protection_retry{10000};
   // on_change runs on the thread that saw the transition; it must not block.
   std::function<void(PathHealth from, PathHealth to, const std::string& reason)> on_change{};
 };
@@ -100,6 +106,9 @@ class PeerPath final : public Path {
   uint64_t in_flight() const { return in_flight_.load(); }
   // data_connected: requests go over the data channel now.
   bool data_connected();
+  // data_integrity: the data connection in use runs in integrity mode (peer_data.h).
+  bool data_integrity();
+  agent::peer::DataProtection data_protection() const { return options_.data_protection; }
 
  private:
   class PeerDevice final : public backend::BlockDevice {
@@ -177,6 +186,11 @@ class PeerPath final : public Path {
   std::condition_variable cv_;
   bool stop_ = false;       // guarded by mu_
   std::string data_error_;  // guarded by mu_: why the data channel last failed to connect
+  bool data_seen_ = false;  // guarded by mu_: a data connection was made once (logged)
+  // When a connection without the asked-for protection (the peer did not grant integrity yet)
+  // is next offered the chance to be replaced by one with it. Health loop only.
+  std::chrono::steady_clock::time_point next_protection_try_{};
+  std::chrono::milliseconds protection_retry_;  // doubles per refusal up to 5 minutes
   std::thread health_thread_;
   // Completions of ExecuteIo arrive on our own queue and thread: gRPC 1.51's callback API
   // delivers client completions with millisecond lags, a completion queue does not.

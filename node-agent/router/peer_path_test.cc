@@ -200,6 +200,33 @@ TEST_F(PeerPathTest, DataChannelOpensWithHealthAndIoStreamCarriesIoUntilThen) {
   EXPECT_EQ(b.server->GetStats().io_served.at("node-a"), 3u);
 }
 
+// Integrity mode needs both ends: a peer that does not grant it keeps the connection encrypted
+// (and working); once it does, the next offer replaces the connection with an integrity one.
+TEST_F(PeerPathTest, IntegrityIsOfferedAgainUntilThePeerGrantsIt) {
+  backend::MemoryBackend disk(1 << 20);
+  PeerAgent b(*pki_, "node-b", &disk);  // does not allow integrity (the default)
+  PeerPathOptions o;
+  o.data_protection = agent::peer::DataProtection::kIntegrity;
+  o.data_protection_retry = 50ms;
+  auto path = Path(b, "node-b", o);
+  ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  ASSERT_TRUE(path->data_connected());
+  EXPECT_FALSE(path->data_integrity());
+  std::vector<uint8_t> buf(64 << 10, 9), back(64 << 10);
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kWrite, 0, buf), 0);
+  std::this_thread::sleep_for(60ms);
+  ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);  // offered again, refused again
+  EXPECT_TRUE(path->data_connected());
+  EXPECT_FALSE(path->data_integrity());
+  b.server->SetDataAllowIntegrity(true);
+  std::this_thread::sleep_for(150ms);  // the retry interval doubled once
+  ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
+  EXPECT_TRUE(path->data_integrity());
+  ASSERT_EQ(RunIo(*path->Device(), IoOp::kRead, 0, back), 0);
+  EXPECT_EQ(back, buf);
+  EXPECT_EQ(b.server->GetStats().io_served.at("node-a"), 2u);
+}
+
 // IoStream on the wire: one message carries several requests; each is answered once by its
 // request_id; a refused request (bad field, unknown backend) is answered with an errno and the
 // stream carries on.
@@ -259,15 +286,22 @@ TEST_F(PeerPathTest, IoStreamAnswersEachRequestByIdAndRefusesBadOnesAlone) {
 // Many requests in flight at once through one path, on every transport: every write lands and
 // every read returns its own block (answers are matched to requests, never mixed up).
 TEST_F(PeerPathTest, ManyConcurrentRequestsKeepTheirOwnDataOnEveryTransport) {
-  for (PeerTransport transport :
-       {PeerTransport::kData, PeerTransport::kStream, PeerTransport::kUnary}) {
-    SCOPED_TRACE(static_cast<int>(transport));
+  using agent::peer::DataProtection;
+  const std::pair<PeerTransport, DataProtection> variants[] = {
+      {PeerTransport::kData, DataProtection::kEncrypt},
+      {PeerTransport::kData, DataProtection::kIntegrity},
+      {PeerTransport::kStream, DataProtection::kEncrypt},
+      {PeerTransport::kUnary, DataProtection::kEncrypt}};
+  for (const auto& [transport, protection] : variants) {
+    SCOPED_TRACE(static_cast<int>(transport) * 10 + static_cast<int>(protection));
     backend::MemoryBackend disk(4 << 20);
     PeerAgent b(*pki_, "node-b", &disk);
-    auto path = Path(b, "node-b", {.transport = transport});
+    b.server->SetDataAllowIntegrity(true);
+    auto path = Path(b, "node-b", {.transport = transport, .data_protection = protection});
     ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
     // The data channel is connected by the Health round, and only for kData.
     EXPECT_EQ(path->data_connected(), transport == PeerTransport::kData);
+    EXPECT_EQ(path->data_integrity(), protection == DataProtection::kIntegrity);
     constexpr int kDepth = 64;
     struct Op final : backend::IoCompletion {
       backend::IoRequest req;
