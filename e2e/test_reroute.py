@@ -395,6 +395,9 @@ def test_integrity_protection_is_followed_at_run_time(rr):
         # offered integrity again 10 s later.
         wait_until(lambda: data_connected_with(a, mark, "integrity"), 60,
                    "agent-a's data connections in integrity mode")
+        for peer in ("agent-b", "agent-c"):  # what an SRE sees
+            assert rr.metric("agent-a", "vios_peer_data_channel", backend="san0", peer=peer,
+                             protection="integrity") == 1, peer
         before = forwarded_by_data(rr)
         code, result, err, seen = run_with_cut(rr, lambda: rr.set_san_link("agent-a", False),
                                                lambda: rr.set_san_link("agent-a", True))

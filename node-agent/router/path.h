@@ -33,6 +33,9 @@ class Path {
   // TransportCounts: for a path through a peer, requests forwarded so far by each transport
   // ("data", "stream", "unary"); empty for other paths.
   virtual std::vector<std::pair<const char*, uint64_t>> TransportCounts() const { return {}; }
+  // DataChannel: for a path through a peer, the protection of its connected data channel
+  // ("encrypt", "integrity"), null when none is connected or for other paths.
+  virtual const char* DataChannel() const { return nullptr; }
   // Statistics of I/O routed along this path.
   backend::IoCounters& counters() { return counters_; }
   const backend::IoCounters& counters() const { return counters_; }

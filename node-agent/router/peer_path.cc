@@ -220,6 +220,12 @@ bool PeerPath::data_connected() {
   return data_ && !data_->broken();
 }
 
+const char* PeerPath::DataChannel() const {
+  std::lock_guard<std::mutex> lock(io_mu_);
+  if (!data_ || data_->broken()) return nullptr;
+  return agent::peer::DataProtectionName(data_->protection());
+}
+
 bool PeerPath::data_integrity() {
   std::lock_guard<std::mutex> lock(io_mu_);
   return data_ && !data_->broken() &&

@@ -96,6 +96,7 @@ class PeerPath final : public Path {
   std::vector<std::pair<const char*, uint64_t>> TransportCounts() const override {
     return {{"data", by_data_.load()}, {"stream", by_stream_.load()}, {"unary", by_unary_.load()}};
   }
+  const char* DataChannel() const override;
 
   // Start begins periodic Health calls (the first at once).
   void Start();
@@ -198,7 +199,7 @@ class PeerPath final : public Path {
   std::thread cq_thread_;
 
   // Stream state; every field guarded by io_mu_.
-  std::mutex io_mu_;
+  mutable std::mutex io_mu_;
   std::condition_variable streams_cv_;
   Stream* stream_ = nullptr;     // where new requests go; null: open one on the next request
   int live_streams_ = 0;         // not yet deleted (the destructor waits for 0)

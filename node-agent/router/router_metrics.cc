@@ -97,6 +97,11 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
              "I/O forwarded through a peer agent, by transport: data (the peer data channel), "
              "stream (gRPC IoStream, while the data channel is not connected), unary.",
              MetricType::Counter);
+  MetricFamily data_channel =
+      Family("vios_peer_data_channel",
+             "1 for the protection (encrypt, integrity) of a peer path's connected data channel; "
+             "0 for both while none is connected (rerouted I/O then uses the gRPC stream).",
+             MetricType::Gauge);
   MetricFamily served =
       Family("vios_peer_io_served_total",
              "I/O this agent executed on its local paths for a peer agent.", MetricType::Counter);
@@ -132,6 +137,11 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
       for (const auto& [kind, count] : path->TransportCounts()) {
         Add(transport, with({{"peer", peer}, {"transport", kind}}), static_cast<double>(count));
       }
+      const char* protection = path->DataChannel();
+      for (const char* p : {"encrypt", "integrity"}) {
+        Add(data_channel, with({{"peer", peer}, {"protection", p}}),
+            protection != nullptr && std::string(protection) == p ? 1 : 0);
+      }
     }
     const Router::Stats st = s.router->GetStats();
     Add(rerouted, base, s.router->Rerouting() ? 1 : 0);
@@ -152,11 +162,10 @@ std::vector<MetricFamily> RouterMetrics::Collect() const {
       Add(served, {{"from", from}}, static_cast<double>(count));
     }
   }
-  return {std::move(health),       std::move(rerouted),
-          std::move(reroutes),     std::move(rerouted_seconds),
-          std::move(peer_ops),     std::move(peer_bytes),
-          std::move(peer_latency), std::move(transport),
-          std::move(served),       std::move(probes)};
+  return {std::move(health),           std::move(rerouted),  std::move(reroutes),
+          std::move(rerouted_seconds), std::move(peer_ops),  std::move(peer_bytes),
+          std::move(peer_latency),     std::move(transport), std::move(data_channel),
+          std::move(served),           std::move(probes)};
 }
 
 }  // namespace vios::router

@@ -30,6 +30,7 @@ class StaticPeer final : public Path {
   std::vector<std::pair<const char*, uint64_t>> TransportCounts() const override {
     return {{"data", 7}, {"stream", 2}};
   }
+  const char* DataChannel() const override { return "integrity"; }
 
  private:
   std::string name_;
@@ -91,6 +92,15 @@ TEST(RouterMetricsTest, ExportsPathStateReroutesPeerIoProbesAndServedCounts) {
   EXPECT_NE(
       t.find(
           R"(vios_peer_io_transport_total{backend="san0",pool="default",peer="node-b",transport="data"} 7)"),
+      std::string::npos);
+  EXPECT_NE(
+      t.find(
+          R"(vios_peer_data_channel{backend="san0",pool="default",peer="node-b",protection="integrity"} 1)"),
+      std::string::npos)
+      << t;
+  EXPECT_NE(
+      t.find(
+          R"(vios_peer_data_channel{backend="san0",pool="default",peer="node-b",protection="encrypt"} 0)"),
       std::string::npos);
   EXPECT_NE(t.find(R"(vios_path_probes_total{backend="san0",pool="default",result="success"} 1)"),
             std::string::npos);
