@@ -72,7 +72,8 @@ def test_cluster_defaults_are_applied(control_plane, namespace):
     spec = created["spec"]
     assert spec["virtualPorts"] == {"iqnPrefix": "iqn.2026-11.dev.vios", "chap": "required",
                                     "portRange": {"min": 3260, "max": 3299}}
-    assert spec["paths"] == {"probeInterval": "5s", "failureThreshold": 3, "reroute": True}
+    assert spec["paths"] == {"probeInterval": "5s", "failureThreshold": 3, "reroute": True,
+                             "peerDataProtection": "encrypt"}
     assert spec["reservations"] == {"enabled": True}
 
 
@@ -224,6 +225,8 @@ INVALID_CLUSTERS = [
     (_set(["paths"], {"failureThreshold": 0}), "spec.paths.failureThreshold",
      "should be greater than or equal to 1"),
     (_set(["paths"], {"probeInterval": "soon"}), "spec.paths.probeInterval", "should match"),
+    (_set(["paths"], {"peerDataProtection": "none"}), "spec.paths.peerDataProtection",
+     "Unsupported value"),
     (_set(["virtualPorts"], {"portRange": {"min": 0, "max": 10}}),
      "spec.virtualPorts.portRange.min", "should be greater than or equal to 1"),
     (_set(["agents"], {"imagePullPolicy": "Sometimes"}), "spec.agents.imagePullPolicy",
