@@ -168,6 +168,12 @@ def member_events(rr, member):
     return out
 
 
+def forwarded_by(rr, transport):
+    """Requests agent-a forwarded through its peers over transport (data|stream|unary)."""
+    return sum(rr.metric("agent-a", "vios_peer_io_transport_total", backend="san0", peer=p,
+                         transport=transport) or 0 for p in ("agent-b", "agent-c"))
+
+
 def wait_failback(rr):
     wait_until(lambda: rr.metric("agent-a", "vios_rerouted", backend="san0") == 0, 30,
                "agent-a failed back", interval=0.2)
@@ -184,10 +190,7 @@ def test_link_down_reroutes_without_errors_and_fails_back(rr):
     wait_failback(rr)
     assert rr.metric("agent-a", "vios_reroutes_total", backend="san0") is not None
     # The rerouted I/O went over the peers' data channel, not the gRPC stream fallback.
-    by_data = sum(rr.metric("agent-a", "vios_peer_io_transport_total", backend="san0",
-                            peer=p, transport="data") or 0 for p in ("agent-b", "agent-c"))
-    by_stream = sum(rr.metric("agent-a", "vios_peer_io_transport_total", backend="san0",
-                              peer=p, transport="stream") or 0 for p in ("agent-b", "agent-c"))
+    by_data, by_stream = forwarded_by(rr, "data"), forwarded_by(rr, "stream")
     print("forwarded over the data channel: %d, over IoStream: %d" % (by_data, by_stream))
     assert by_data > 0 and by_data > 10 * by_stream, (by_data, by_stream)
     # Every transition became an Event on agent-a's VIOSMember (item 3 of issue #7).
@@ -378,11 +381,6 @@ def data_connected_with(agent, mark, protection):
                for peer in ("agent-b", "agent-c"))
 
 
-def forwarded_by_data(rr):
-    return sum(rr.metric("agent-a", "vios_peer_io_transport_total", backend="san0", peer=p,
-                         transport="data") or 0 for p in ("agent-b", "agent-c"))
-
-
 def test_integrity_protection_is_followed_at_run_time(rr):
     """spec.paths.peerDataProtection: integrity (set at run time) replaces agent-a's data
     connections with authenticated, unencrypted ones once the peers grant it; rerouted I/O is
@@ -398,12 +396,12 @@ def test_integrity_protection_is_followed_at_run_time(rr):
         for peer in ("agent-b", "agent-c"):  # what an SRE sees
             assert rr.metric("agent-a", "vios_peer_data_channel", backend="san0", peer=peer,
                              protection="integrity") == 1, peer
-        before = forwarded_by_data(rr)
+        before = forwarded_by(rr, "data")
         code, result, err, seen = run_with_cut(rr, lambda: rr.set_san_link("agent-a", False),
                                                lambda: rr.set_san_link("agent-a", True))
         check_clean(code, result, err)
         assert seen.get("rerouted"), seen
-        after = forwarded_by_data(rr)
+        after = forwarded_by(rr, "data")
         print("integrity mode: %d I/Os verified, %d forwarded over the data channel, worst "
               "latency %.0f ms" % (result["ios"], after - before,
                                    result["latency_us"]["max"] / 1000))

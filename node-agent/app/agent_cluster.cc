@@ -401,8 +401,9 @@ void Agent::ApplyClusterPaths() {
     if (p.contains("reroute") && p["reroute"].is_boolean()) paths.reroute = p["reroute"];
     if (p.contains("peerDataProtection")) {
       const nlohmann::json& v = p["peerDataProtection"];
-      if (v == "encrypt" || v == "integrity") {
-        paths.peer_data_integrity = v == "integrity";
+      peer::DataProtection protection;
+      if (v.is_string() && peer::ParseDataProtection(v.get<std::string>(), &protection)) {
+        paths.peer_data_integrity = protection == peer::DataProtection::kIntegrity;
       } else {
         VIOS_LOG(kWarning, "spec.paths: not encrypt or integrity; kept")
             .Field("field", "peerDataProtection");

@@ -226,12 +226,6 @@ const char* PeerPath::DataChannel() const {
   return agent::peer::DataProtectionName(data_->protection());
 }
 
-bool PeerPath::data_integrity() {
-  std::lock_guard<std::mutex> lock(io_mu_);
-  return data_ && !data_->broken() &&
-         data_->protection() == agent::peer::DataProtection::kIntegrity;
-}
-
 void PeerPath::HealthLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {

@@ -107,8 +107,6 @@ class PeerPath final : public Path {
   uint64_t in_flight() const { return in_flight_.load(); }
   // data_connected: requests go over the data channel now.
   bool data_connected();
-  // data_integrity: the data connection in use runs in integrity mode (peer_data.h).
-  bool data_integrity();
   agent::peer::DataProtection data_protection() const { return options_.data_protection; }
 
  private:

@@ -90,6 +90,12 @@ class PeerPathTest : public ::testing::Test {
 
 Pki* PeerPathTest::pki_ = nullptr;
 
+// Integrity: the path's connected data channel runs in integrity mode.
+bool Integrity(const PeerPath& path) {
+  const char* protection = path.DataChannel();
+  return protection != nullptr && std::string(protection) == "integrity";
+}
+
 TEST_F(PeerPathTest, ExecuteIoChecksEveryFieldBeforeTheBackend) {
   backend::MemoryBackend disk(1 << 20);
   PeerAgent b(*pki_, "node-b", &disk);
@@ -211,17 +217,17 @@ TEST_F(PeerPathTest, IntegrityIsOfferedAgainUntilThePeerGrantsIt) {
   auto path = Path(b, "node-b", o);
   ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
   ASSERT_TRUE(path->data_connected());
-  EXPECT_FALSE(path->data_integrity());
+  EXPECT_FALSE(Integrity(*path));
   std::vector<uint8_t> buf(64 << 10, 9), back(64 << 10);
   ASSERT_EQ(RunIo(*path->Device(), IoOp::kWrite, 0, buf), 0);
   std::this_thread::sleep_for(60ms);
   ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);  // offered again, refused again
   EXPECT_TRUE(path->data_connected());
-  EXPECT_FALSE(path->data_integrity());
+  EXPECT_FALSE(Integrity(*path));
   b.server->SetDataAllowIntegrity(true);
   std::this_thread::sleep_for(150ms);  // the retry interval doubled once
   ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
-  EXPECT_TRUE(path->data_integrity());
+  EXPECT_TRUE(Integrity(*path));
   ASSERT_EQ(RunIo(*path->Device(), IoOp::kRead, 0, back), 0);
   EXPECT_EQ(back, buf);
   EXPECT_EQ(b.server->GetStats().io_served.at("node-a"), 2u);
@@ -301,7 +307,7 @@ TEST_F(PeerPathTest, ManyConcurrentRequestsKeepTheirOwnDataOnEveryTransport) {
     ASSERT_EQ(path->CheckHealth(), PathHealth::kHealthy);
     // The data channel is connected by the Health round, and only for kData.
     EXPECT_EQ(path->data_connected(), transport == PeerTransport::kData);
-    EXPECT_EQ(path->data_integrity(), protection == DataProtection::kIntegrity);
+    EXPECT_EQ(Integrity(*path), protection == DataProtection::kIntegrity);
     constexpr int kDepth = 64;
     struct Op final : backend::IoCompletion {
       backend::IoRequest req;
